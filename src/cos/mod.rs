@@ -1,0 +1,9 @@
+//! A client for the Tencent Cloud COS XML API. Knows nothing of FUSE.
+
+pub mod crc64;
+pub mod error;
+pub mod sign;
+pub mod store;
+
+pub use error::{CosError, Result, ServiceError};
+pub use store::ObjectStore;

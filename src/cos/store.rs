@@ -1,0 +1,214 @@
+//! `ObjectStore`: the narrow, typed view of COS that the filesystem is written against.
+//!
+//! `fs/` only ever sees this trait, never HTTP or XML. [`crate::cos::Client`] implements it for
+//! real COS (and cos-local); tests may implement it in memory.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::error::Result;
+
+/// One object as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Full key, already URL-decoded.
+    pub key: String,
+    pub size: u64,
+    /// With its quotes stripped.
+    pub etag: String,
+    pub last_modified: SystemTime,
+    /// `STANDARD` when COS omits it.
+    pub storage_class: String,
+}
+
+/// One page of ListObjects (v1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub prefix: String,
+    pub objects: Vec<ListEntry>,
+    /// Decoded common prefixes, each ending with the delimiter.
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// Where the next page starts (pass as `marker`); set whenever `is_truncated`.
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListParams {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub marker: Option<String>,
+    /// 1..=1000; `None` = COS default (1000).
+    pub max_keys: Option<u32>,
+}
+
+/// What HEAD Object (or a GET's headers) tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// With its quotes stripped.
+    pub etag: String,
+    pub last_modified: SystemTime,
+    /// `STANDARD` when COS omits `x-cos-storage-class`.
+    pub storage_class: String,
+    pub crc64: Option<u64>,
+    pub content: ContentHeaders,
+    /// `x-cos-meta-*` with the prefix removed and the name lower-cased.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The standard headers COS stores with an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub expires: Option<String>,
+}
+
+/// Headers for PUT Object, Initiate Multipart Upload, and PUT Copy with `Replaced`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub content: ContentHeaders,
+    /// Sent as `x-cos-meta-{name}`.
+    pub meta: BTreeMap<String, String>,
+    /// `x-cos-storage-class`; `None` = bucket default.
+    pub storage_class: Option<String>,
+    /// Canned `x-cos-acl`.
+    pub acl: Option<String>,
+    /// Base64 of the body's MD5; when set COS answers BadDigest on a mismatch.
+    pub content_md5: Option<String>,
+}
+
+/// What a write returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutResult {
+    /// With its quotes stripped.
+    pub etag: String,
+    pub crc64: Option<u64>,
+}
+
+/// The bytes of a ranged GET and what the answer said about the object.
+#[derive(Debug, Clone)]
+pub struct RangeData {
+    pub data: Bytes,
+    /// The object's ETag at the time of the read (quotes stripped).
+    pub etag: String,
+    /// Total object size (from Content-Range, or Content-Length for a 200).
+    pub object_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataDirective {
+    /// Keep the source's metadata and content headers.
+    Copy,
+    /// Replace them with these.
+    Replaced(PutOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyParams {
+    pub source_key: String,
+    pub directive: MetadataDirective,
+    /// COS does not carry the storage class over on copy; pass it explicitly.
+    pub storage_class: Option<String>,
+    /// `x-cos-copy-source-If-Match`.
+    pub source_if_match: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: u32,
+    /// With its quotes stripped; the client adds them back.
+    pub etag: String,
+}
+
+/// What the bucket check at mount time learns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub region: Option<String>,
+}
+
+/// The operations a filesystem needs. Every method is one COS request (plus retries).
+pub trait ObjectStore: Send + Sync + 'static {
+    /// HEAD Bucket: Ok if it exists and is readable.
+    fn head_bucket(&self) -> impl Future<Output = Result<BucketInfo>> + Send;
+
+    /// GET Bucket (ListObjects v1), always with `encoding-type=url`, decoded back.
+    fn list_objects(&self, params: &ListParams) -> impl Future<Output = Result<ListPage>> + Send;
+
+    /// HEAD Object.
+    fn head_object(&self, key: &str) -> impl Future<Output = Result<ObjectInfo>> + Send;
+
+    /// GET Object with `Range: bytes=start-(start+len-1)`. With `if_match`, a changed object
+    /// answers 412 PreconditionFailed instead of mixing versions.
+    fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+    ) -> impl Future<Output = Result<RangeData>> + Send;
+
+    /// PUT Object with the whole body.
+    fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    /// DELETE Object (204 also when it did not exist).
+    fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// PUT Object - Copy within the bucket.
+    fn copy_object(
+        &self,
+        dest_key: &str,
+        params: &CopyParams,
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    /// Initiate Multipart Upload; returns the upload id.
+    fn initiate_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> impl Future<Output = Result<String>> + Send;
+
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    /// Upload Part - Copy of `source_key`, bytes `range` (inclusive) or the whole source.
+    fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        range: Option<(u64, u64)>,
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    /// Complete Multipart Upload (a 200 with an `<Error>` body is an error).
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    fn abort_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,5 @@
+//! cosmount: mount a Tencent Cloud COS bucket as a local directory.
+//!
+//! Layers (dependencies point one way): `fs` -> `cache`, `fs` -> `cos`; `cos` knows nothing of FUSE.
+
+pub mod cos;

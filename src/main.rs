@@ -1,0 +1,3 @@
+fn main() {
+    println!("cosmount {}", env!("CARGO_PKG_VERSION"));
+}
