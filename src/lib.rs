@@ -2,4 +2,6 @@
 //!
 //! Layers (dependencies point one way): `fs` -> `cache`, `fs` -> `cos`; `cos` knows nothing of FUSE.
 
+pub mod app;
 pub mod cos;
+pub mod tools;
