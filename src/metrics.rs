@@ -113,11 +113,6 @@ impl Metrics {
                 "Read blocks fetched from COS.",
                 &self.block_cache_misses,
             ),
-            (
-                "cosmount_uploads_in_flight",
-                "Files being uploaded now.",
-                &AtomicU64::new(0),
-            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
