@@ -17,6 +17,9 @@
 //! Everything lives in RAM: keep test objects small (limits such as the minimum part size and the
 //! largest simple copy can be lowered for that).
 
+// `CosError` is the trait's error type; boxing it here would only differ from the real client.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -322,7 +325,12 @@ impl MemoryStore {
 
     /// Keys of multipart uploads initiated and neither completed nor aborted.
     pub fn pending_uploads(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.lock().uploads.values().map(|u| u.key.clone()).collect();
+        let mut keys: Vec<String> = self
+            .lock()
+            .uploads
+            .values()
+            .map(|u| u.key.clone())
+            .collect();
         keys.sort();
         keys
     }
@@ -518,7 +526,11 @@ impl ObjectStore for MemoryStore {
             return Err(self.error(400, "InvalidArgument", "empty range"));
         }
         if start >= size {
-            return Err(self.error(416, "InvalidRange", "The requested range is not satisfiable"));
+            return Err(self.error(
+                416,
+                "InvalidRange",
+                "The requested range is not satisfiable",
+            ));
         }
         let end = start.saturating_add(len).min(size);
         Ok(RangeData {
@@ -781,7 +793,11 @@ mod tests {
     async fn put_get_head_delete_round_trip() {
         let s = store();
         let put = s
-            .put_object("a/b.txt", Bytes::from_static(b"hello"), &PutOptions::default())
+            .put_object(
+                "a/b.txt",
+                Bytes::from_static(b"hello"),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
         assert_eq!(put.etag, "5d41402abc4b2a76b9719d911017c592");
@@ -803,8 +819,14 @@ mod tests {
         let s = store();
         s.insert("k", &b"0123456789"[..], &PutOptions::default());
         // A range running past the end is clamped; one starting past it is 416.
-        assert_eq!(&s.get_range("k", 8, 100, None).await.unwrap().data[..], b"89");
-        assert_eq!(s.get_range("k", 10, 1, None).await.unwrap_err().status(), Some(416));
+        assert_eq!(
+            &s.get_range("k", 8, 100, None).await.unwrap().data[..],
+            b"89"
+        );
+        assert_eq!(
+            s.get_range("k", 10, 1, None).await.unwrap_err().status(),
+            Some(416)
+        );
         let err = s.get_range("k", 0, 1, Some("\"nope\"")).await.unwrap_err();
         assert_eq!(err.code(), Some("PreconditionFailed"));
         let etag = s.object("k").unwrap().etag;
@@ -817,7 +839,10 @@ mod tests {
         for key in ["d/", "d/a", "d/b/1", "d/b/2", "d/c", "d/e/x", "e"] {
             s.insert(key, Bytes::new(), &PutOptions::default());
         }
-        let page = s.list_objects(&list("d/", Some("/"), None, 1000)).await.unwrap();
+        let page = s
+            .list_objects(&list("d/", Some("/"), None, 1000))
+            .await
+            .unwrap();
         let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["d/", "d/a", "d/c"]);
         assert_eq!(page.common_prefixes, ["d/b/", "d/e/"]);
@@ -851,19 +876,43 @@ mod tests {
     async fn multipart_enforces_part_rules_and_combines_crc() {
         let s = store();
         s.set_min_part_size(4);
-        let id = s.initiate_multipart("big", &PutOptions::default()).await.unwrap();
-        let p1 = s.upload_part("big", &id, 1, Bytes::from_static(b"abc")).await.unwrap();
-        let p2 = s.upload_part("big", &id, 2, Bytes::from_static(b"defg")).await.unwrap();
+        let id = s
+            .initiate_multipart("big", &PutOptions::default())
+            .await
+            .unwrap();
+        let p1 = s
+            .upload_part("big", &id, 1, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        let p2 = s
+            .upload_part("big", &id, 2, Bytes::from_static(b"defg"))
+            .await
+            .unwrap();
         let parts = |a: &PutResult, b: &PutResult| {
             vec![
-                CompletedPart { part_number: 1, etag: a.etag.clone() },
-                CompletedPart { part_number: 2, etag: b.etag.clone() },
+                CompletedPart {
+                    part_number: 1,
+                    etag: a.etag.clone(),
+                },
+                CompletedPart {
+                    part_number: 2,
+                    etag: b.etag.clone(),
+                },
             ]
         };
-        let err = s.complete_multipart("big", &id, &parts(&p1, &p2)).await.unwrap_err();
+        let err = s
+            .complete_multipart("big", &id, &parts(&p1, &p2))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some("EntityTooSmall"));
-        let p1 = s.upload_part("big", &id, 1, Bytes::from_static(b"abcd")).await.unwrap();
-        let done = s.complete_multipart("big", &id, &parts(&p1, &p2)).await.unwrap();
+        let p1 = s
+            .upload_part("big", &id, 1, Bytes::from_static(b"abcd"))
+            .await
+            .unwrap();
+        let done = s
+            .complete_multipart("big", &id, &parts(&p1, &p2))
+            .await
+            .unwrap();
         assert!(done.etag.ends_with("-2"));
         assert_eq!(done.crc64, Some(crc64::checksum(b"abcddefg")));
         assert_eq!(&s.get("big").unwrap()[..], b"abcddefg");
@@ -877,16 +926,34 @@ mod tests {
         let s = store();
         s.set_min_part_size(1);
         s.insert("src", &b"0123456789"[..], &PutOptions::default());
-        let id = s.initiate_multipart("dst", &PutOptions::default()).await.unwrap();
-        let p1 = s.upload_part_copy("dst", &id, 1, "src", Some((2, 4))).await.unwrap();
-        let p2 = s.upload_part("dst", &id, 2, Bytes::from_static(b"xy")).await.unwrap();
+        let id = s
+            .initiate_multipart("dst", &PutOptions::default())
+            .await
+            .unwrap();
+        let p1 = s
+            .upload_part_copy("dst", &id, 1, "src", Some((2, 4)))
+            .await
+            .unwrap();
+        let p2 = s
+            .upload_part("dst", &id, 2, Bytes::from_static(b"xy"))
+            .await
+            .unwrap();
         let parts = [
-            CompletedPart { part_number: 1, etag: p1.etag },
-            CompletedPart { part_number: 2, etag: p2.etag },
+            CompletedPart {
+                part_number: 1,
+                etag: p1.etag,
+            },
+            CompletedPart {
+                part_number: 2,
+                etag: p2.etag,
+            },
         ];
         s.complete_multipart("dst", &id, &parts).await.unwrap();
         assert_eq!(&s.get("dst").unwrap()[..], b"234xy");
-        let err = s.upload_part_copy("dst", "upload-x", 1, "src", None).await.unwrap_err();
+        let err = s
+            .upload_part_copy("dst", "upload-x", 1, "src", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some("NoSuchUpload"));
     }
 
@@ -916,7 +983,9 @@ mod tests {
     #[tokio::test]
     async fn injected_failures_hit_the_chosen_calls_only() {
         let s = store();
-        s.fail_after(StoreOp::PutObject, 1, 2, || MemoryStore::service_error(503, "SlowDown"));
+        s.fail_after(StoreOp::PutObject, 1, 2, || {
+            MemoryStore::service_error(503, "SlowDown")
+        });
         let opts = PutOptions::default();
         let put = |k: &'static str| s.put_object(k, Bytes::new(), &opts);
         assert!(put("1").await.is_ok());
