@@ -4,5 +4,6 @@
 
 pub mod app;
 pub mod cos;
+pub mod fs;
 pub mod metrics;
 pub mod tools;

@@ -1,0 +1,3 @@
+pub mod namespace;
+pub mod spool;
+pub mod write;

@@ -1,0 +1,1 @@
+//! Namespace operations (rename, mkdir, rmdir, symlink, metadata updates).
