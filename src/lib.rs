@@ -8,4 +8,5 @@ pub mod cli;
 pub mod cos;
 pub mod credentials;
 pub mod fs;
+pub mod metrics;
 pub mod tools;

@@ -2,6 +2,7 @@
 
 pub mod crc64;
 pub mod error;
+pub mod memory;
 pub mod sign;
 pub mod store;
 
