@@ -340,7 +340,11 @@ impl MountConfig {
         let mut unknown = Vec::new();
         for (name, value) in options {
             let name = name.as_str();
-            let need = || value.clone().ok_or_else(|| CliError::MissingValue(name.into()));
+            let need = || {
+                value
+                    .clone()
+                    .ok_or_else(|| CliError::MissingValue(name.into()))
+            };
             let no_value = || match value {
                 None => Ok(()),
                 Some(_) => Err(CliError::UnexpectedValue(name.into())),
@@ -511,13 +515,21 @@ mod tests {
     }
 
     fn cfg(source: &str, opts: &[&str]) -> Result<MountConfig, CliError> {
-        MountConfig::from_parts(source, "/mnt".into(), &split_mount_options(opts.iter().copied()))
+        MountConfig::from_parts(
+            source,
+            "/mnt".into(),
+            &split_mount_options(opts.iter().copied()),
+        )
     }
 
     #[test]
     fn splitter_handles_commas_values_and_repeats() {
         assert_eq!(
-            split_mount_options(["ro,uid=1000", "endpoint=http://h:9000/x?a=b", ",,allow_other,"]),
+            split_mount_options([
+                "ro,uid=1000",
+                "endpoint=http://h:9000/x?a=b",
+                ",,allow_other,"
+            ]),
             pairs(&[
                 ("ro", None),
                 ("uid", Some("1000")),
@@ -543,7 +555,10 @@ mod tests {
     #[test]
     fn unknown_options_are_named() {
         let e = cfg("b", &["region=r,bogus,frob=1"]).unwrap_err();
-        assert_eq!(e, CliError::UnknownOptions(vec!["bogus".into(), "frob".into()]));
+        assert_eq!(
+            e,
+            CliError::UnknownOptions(vec!["bogus".into(), "frob".into()])
+        );
         assert_eq!(e.to_string(), "unknown mount options: bogus, frob");
     }
 
@@ -575,20 +590,44 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(matches!(cfg("b", &["region=r,uid=abc"]), Err(CliError::InvalidValue { .. })));
-        assert!(matches!(cfg("b", &["region=r,umask=999"]), Err(CliError::InvalidValue { .. })));
-        assert!(matches!(cfg("b", &["region=r,cache_size=12Q"]), Err(CliError::InvalidValue { .. })));
-        assert_eq!(cfg("b", &["region"]).unwrap_err(), CliError::MissingValue("region".into()));
-        assert_eq!(cfg("b", &["region=r,ro=1"]).unwrap_err(), CliError::UnexpectedValue("ro".into()));
+        assert!(matches!(
+            cfg("b", &["region=r,uid=abc"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            cfg("b", &["region=r,umask=999"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            cfg("b", &["region=r,cache_size=12Q"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        assert_eq!(
+            cfg("b", &["region"]).unwrap_err(),
+            CliError::MissingValue("region".into())
+        );
+        assert_eq!(
+            cfg("b", &["region=r,ro=1"]).unwrap_err(),
+            CliError::UnexpectedValue("ro".into())
+        );
         assert_eq!(cfg("b", &[]).unwrap_err(), CliError::NoRegion);
     }
 
     #[test]
     fn sources() {
         assert_eq!(parse_source("b-1").unwrap(), ("b-1".into(), "".into()));
-        assert_eq!(parse_source("cosfs#b-1").unwrap(), ("b-1".into(), "".into()));
-        assert_eq!(parse_source("b-1:/a/b").unwrap(), ("b-1".into(), "a/b/".into()));
-        assert_eq!(parse_source("b-1:/a//b/").unwrap(), ("b-1".into(), "a/b/".into()));
+        assert_eq!(
+            parse_source("cosfs#b-1").unwrap(),
+            ("b-1".into(), "".into())
+        );
+        assert_eq!(
+            parse_source("b-1:/a/b").unwrap(),
+            ("b-1".into(), "a/b/".into())
+        );
+        assert_eq!(
+            parse_source("b-1:/a//b/").unwrap(),
+            ("b-1".into(), "a/b/".into())
+        );
         assert_eq!(parse_source("b-1:/").unwrap(), ("b-1".into(), "".into()));
         assert!(parse_source("b-1:/a/../b").is_err());
         assert!(parse_source("").is_err());
@@ -611,8 +650,26 @@ mod tests {
                 Parsed::Clap(e) => panic!("{e}"),
             }
         };
-        let a = argv(&["cosmount", "b", "/m", "--endpoint", "http://e", "--read-only", "--uid", "7", "-f"]);
-        let b = argv(&["cosmount", "b", "/m", "-o", "endpoint=http://e,ro", "-o", "uid=7,foreground"]);
+        let a = argv(&[
+            "cosmount",
+            "b",
+            "/m",
+            "--endpoint",
+            "http://e",
+            "--read-only",
+            "--uid",
+            "7",
+            "-f",
+        ]);
+        let b = argv(&[
+            "cosmount",
+            "b",
+            "/m",
+            "-o",
+            "endpoint=http://e,ro",
+            "-o",
+            "uid=7,foreground",
+        ]);
         assert_eq!(a, b);
         assert!(a.foreground && a.read_only);
     }

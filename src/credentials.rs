@@ -188,7 +188,10 @@ mod tests {
     fn bucket_line_beats_generic_line() {
         let text = "# comment\nAKIDgeneric:keyg\nother-1:AKIDo:keyo\nmine-1:AKIDm:keym\n";
         let c = parse_passwd(text, "mine-1").unwrap();
-        assert_eq!((c.secret_id.as_str(), c.secret_key.as_str()), ("AKIDm", "keym"));
+        assert_eq!(
+            (c.secret_id.as_str(), c.secret_key.as_str()),
+            ("AKIDm", "keym")
+        );
         let c = parse_passwd(text, "nobody-1").unwrap();
         assert_eq!(c.secret_id, "AKIDgeneric");
         assert!(parse_passwd("other-1:a:b\n", "mine-1").is_none());
@@ -198,7 +201,12 @@ mod tests {
     fn group_readable_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "pw", "AKID:key\n", 0o640);
-        let look = Lookup { passwd_file: Some(&p), env: &no_env, home: None, system_file: dir.path().join("none") };
+        let look = Lookup {
+            passwd_file: Some(&p),
+            env: &no_env,
+            home: None,
+            system_file: dir.path().join("none"),
+        };
         let e = resolve("b", &look).unwrap_err();
         assert!(matches!(e, CredentialsError::TooOpen { mode: 0o640, .. }));
         assert!(e.to_string().contains("chmod 600"));
@@ -216,11 +224,19 @@ mod tests {
             "COS_SECURITY_TOKEN" => Some("tok".to_string()),
             _ => None,
         };
-        let mut look = Lookup { passwd_file: Some(&opt), env: &env, home: Some(dir.path().into()), system_file: sys.clone() };
+        let mut look = Lookup {
+            passwd_file: Some(&opt),
+            env: &env,
+            home: Some(dir.path().into()),
+            system_file: sys.clone(),
+        };
         assert_eq!(resolve("b", &look).unwrap().0.secret_id, "OPT");
         look.passwd_file = None;
         let (c, src) = resolve("b", &look).unwrap();
-        assert_eq!((c.secret_id.as_str(), c.security_token.as_deref()), ("ENV", Some("tok")));
+        assert_eq!(
+            (c.secret_id.as_str(), c.security_token.as_deref()),
+            ("ENV", Some("tok"))
+        );
         assert_eq!(src, Source::Environment);
         look.env = &no_env;
         assert_eq!(resolve("b", &look).unwrap().0.secret_id, "HOME");
@@ -232,7 +248,11 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let c = Credentials { secret_id: "AKID".into(), secret_key: "s3cr3t".into(), security_token: Some("t0k3n".into()) };
+        let c = Credentials {
+            secret_id: "AKID".into(),
+            secret_key: "s3cr3t".into(),
+            security_token: Some("t0k3n".into()),
+        };
         let shown = format!("{c:?}");
         assert!(shown.contains("AKID") && !shown.contains("s3cr3t") && !shown.contains("t0k3n"));
     }

@@ -23,14 +23,21 @@ pub struct BlockCache {
 impl BlockCache {
     pub fn new(budget_bytes: u64) -> Self {
         let budget = usize::try_from(budget_bytes).unwrap_or(usize::MAX);
-        Self { inner: Mutex::new(WeightedLru::new(budget)), enabled: budget > 0 }
+        Self {
+            inner: Mutex::new(WeightedLru::new(budget)),
+            enabled: budget > 0,
+        }
     }
 
     pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
         if !self.enabled {
             return None;
         }
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     pub fn insert(&self, key: BlockKey, data: Bytes) {
@@ -38,12 +45,18 @@ impl BlockCache {
             return;
         }
         let weight = data.len();
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(key, data, weight);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, data, weight);
     }
 
     /// Bytes currently held.
     pub fn used_bytes(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).total_weight()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .total_weight()
     }
 }
 
@@ -52,7 +65,11 @@ mod tests {
     use super::*;
 
     fn k(i: u64) -> BlockKey {
-        BlockKey { key: "obj".into(), etag: "e1".into(), index: i }
+        BlockKey {
+            key: "obj".into(),
+            etag: "e1".into(),
+            index: i,
+        }
     }
 
     #[test]
@@ -64,7 +81,10 @@ mod tests {
         assert!(c.used_bytes() <= 10);
         assert_eq!(c.get(&k(0)), None);
         assert_eq!(c.get(&k(2)).as_deref(), Some(&b"abcde"[..]));
-        let other_version = BlockKey { etag: "e2".into(), ..k(2) };
+        let other_version = BlockKey {
+            etag: "e2".into(),
+            ..k(2)
+        };
         assert_eq!(c.get(&other_version), None);
         let off = BlockCache::new(0);
         off.insert(k(0), Bytes::from_static(b"x"));

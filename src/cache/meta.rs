@@ -16,7 +16,10 @@ pub struct TtlCache<K: Hash + Eq, V: Clone> {
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// `max_entries` is the budget in entry weights; `ttl` zero disables the cache.
     pub fn new(max_entries: usize, ttl: Duration) -> Self {
-        Self { inner: Mutex::new(WeightedLru::new(max_entries)), ttl }
+        Self {
+            inner: Mutex::new(WeightedLru::new(max_entries)),
+            ttl,
+        }
     }
 
     /// The value if it was stored less than the TTL ago.
@@ -41,7 +44,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 
     pub fn remove(&self, key: &K) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     pub fn ttl(&self) -> Duration {

@@ -1,8 +1,8 @@
 //! Caches with budgets: a TTL metadata cache bounded in entries, and a data block cache
 //! bounded in bytes. Both are LRU; neither knows about COS or FUSE.
 
-mod lru;
 pub mod block;
+mod lru;
 pub mod meta;
 
 pub use block::{BlockCache, BlockKey};

@@ -38,7 +38,12 @@ pub struct Stat {
 
 impl Stat {
     pub fn directory(mtime: SystemTime) -> Self {
-        Stat { size: 0, etag: None, mtime, posix: None }
+        Stat {
+            size: 0,
+            etag: None,
+            mtime,
+            posix: None,
+        }
     }
 }
 
@@ -123,14 +128,28 @@ mod tests {
     use super::*;
 
     fn defaults() -> AttrDefaults {
-        AttrDefaults { uid: 1000, gid: 100, file_mode: 0o644, dir_mode: 0o755, read_only: false }
+        AttrDefaults {
+            uid: 1000,
+            gid: 100,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+        }
     }
 
     #[test]
     fn defaults_without_metadata() {
-        let s = Stat { size: 1000, etag: Some("e".into()), mtime: UNIX_EPOCH, posix: None };
+        let s = Stat {
+            size: 1000,
+            etag: Some("e".into()),
+            mtime: UNIX_EPOCH,
+            posix: None,
+        };
         let a = file_attr(5, Kind::File, &s, &defaults());
-        assert_eq!((a.perm, a.uid, a.gid, a.size, a.blocks), (0o644, 1000, 100, 1000, 2));
+        assert_eq!(
+            (a.perm, a.uid, a.gid, a.size, a.blocks),
+            (0o644, 1000, 100, 1000, 2)
+        );
         let d = file_attr(6, Kind::Dir, &Stat::directory(UNIX_EPOCH), &defaults());
         assert_eq!((d.perm, d.kind), (0o755, FileType::Directory));
     }
@@ -146,18 +165,29 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let s = Stat { size: 1, etag: None, mtime: UNIX_EPOCH, posix: Some(PosixMeta::from_meta(&meta)) };
+        let s = Stat {
+            size: 1,
+            etag: None,
+            mtime: UNIX_EPOCH,
+            posix: Some(PosixMeta::from_meta(&meta)),
+        };
         let a = file_attr(5, Kind::File, &s, &defaults());
         assert_eq!((a.perm, a.uid, a.gid), (0o660, 42, 100));
         assert_eq!(a.mtime, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let zero: BTreeMap<String, String> = [("mode".to_string(), "32768".to_string())].into();
-        let s = Stat { posix: Some(PosixMeta::from_meta(&zero)), ..s };
+        let s = Stat {
+            posix: Some(PosixMeta::from_meta(&zero)),
+            ..s
+        };
         assert_eq!(file_attr(5, Kind::File, &s, &defaults()).perm, 0o644);
     }
 
     #[test]
     fn read_only_drops_write_bits() {
-        let d = AttrDefaults { read_only: true, ..defaults() };
+        let d = AttrDefaults {
+            read_only: true,
+            ..defaults()
+        };
         let a = file_attr(5, Kind::File, &Stat::directory(UNIX_EPOCH), &d);
         assert_eq!(a.perm, 0o444);
     }

@@ -173,7 +173,10 @@ impl<S: ObjectStore> FsCore<S> {
         let key = self.file_key(&node.path);
         match dir::lookup_key(&*self.store, &key, self.mount_time).await? {
             Some((Kind::File, stat)) => {
-                let node = self.inodes.refresh(ino, stat).ok_or(FsError::UnknownInode(ino))?;
+                let node = self
+                    .inodes
+                    .refresh(ino, stat)
+                    .ok_or(FsError::UnknownInode(ino))?;
                 Ok(self.attr_of(ino, node.kind, &node.stat))
             }
             // Deleted, or now a directory (which gets its own inode on the next lookup).
@@ -187,14 +190,21 @@ impl<S: ObjectStore> FsCore<S> {
             return Err(FsError::NotADirectory);
         }
         let fh = self.next_handle();
-        let handle = DirHandle { ino, path: node.path.clone(), listing: OnceCell::new() };
+        let handle = DirHandle {
+            ino,
+            path: node.path.clone(),
+            listing: OnceCell::new(),
+        };
         lock(&self.dirs).insert(fh, Arc::new(handle));
         Ok(fh)
     }
 
     /// The open directory's listing, fetched on first use (or taken from the listing cache).
     pub async fn dir_listing(&self, fh: u64) -> FsResult<(Arc<DirHandle>, Arc<Listing>)> {
-        let handle = lock(&self.dirs).get(&fh).cloned().ok_or(FsError::BadHandle(fh))?;
+        let handle = lock(&self.dirs)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle(fh))?;
         let listing = handle
             .listing
             .get_or_try_init(|| async {
@@ -202,8 +212,11 @@ impl<S: ObjectStore> FsCore<S> {
                     return Ok::<_, FsError>(l);
                 }
                 let prefix = self.dir_prefix(&handle.path);
-                let l = Arc::new(dir::list_dir(&*self.store, &prefix, self.mount_time, &self.hidden).await?);
-                self.listings.insert(handle.path.clone(), l.clone(), l.entries.len());
+                let l = Arc::new(
+                    dir::list_dir(&*self.store, &prefix, self.mount_time, &self.hidden).await?,
+                );
+                self.listings
+                    .insert(handle.path.clone(), l.clone(), l.entries.len());
                 Ok(l)
             })
             .await?
@@ -233,7 +246,9 @@ impl<S: ObjectStore> FsCore<S> {
             return super::inode::ROOT_INO;
         }
         // Only used for readdir's informational `..` entry: no reference is taken.
-        let (ino, _) = self.inodes.remember(parent, Kind::Dir, Stat::directory(self.mount_time));
+        let (ino, _) = self
+            .inodes
+            .remember(parent, Kind::Dir, Stat::directory(self.mount_time));
         self.inodes.forget(ino, 1);
         ino
     }
@@ -258,7 +273,7 @@ impl<S: ObjectStore> FsCore<S> {
             if e.is_not_found() {
                 FsError::NotFound
             } else {
-                FsError::Cos(e)
+                FsError::from(e)
             }
         })?;
         let stat = Stat {
@@ -270,12 +285,18 @@ impl<S: ObjectStore> FsCore<S> {
         self.inodes.refresh(ino, stat);
         let keep_cache = self.inodes.note_open(ino, &info.etag);
         let fh = self.next_handle();
-        lock(&self.files).insert(fh, Arc::new(ReadHandle::new(ino, &key, &info.etag, info.size)));
+        lock(&self.files).insert(
+            fh,
+            Arc::new(ReadHandle::new(ino, &key, &info.etag, info.size)),
+        );
         Ok((fh, keep_cache))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
-        let handle = lock(&self.files).get(&fh).cloned().ok_or(FsError::BadHandle(fh))?;
+        let handle = lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle(fh))?;
         handle.read(&self.store, &self.blocks, offset, size).await
     }
 

@@ -41,7 +41,11 @@ pub struct Listing {
 impl Listing {
     fn from_map(map: BTreeMap<String, DirEntry>) -> Self {
         let entries: Vec<DirEntry> = map.into_values().collect();
-        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
         Listing { entries, index }
     }
 
@@ -78,7 +82,12 @@ impl HiddenKeys {
 }
 
 fn file_stat(o: &ListEntry) -> Stat {
-    Stat { size: o.size, etag: Some(o.etag.clone()), mtime: o.last_modified, posix: None }
+    Stat {
+        size: o.size,
+        etag: Some(o.etag.clone()),
+        mtime: o.last_modified,
+        posix: None,
+    }
 }
 
 /// List the directory whose key prefix is `prefix` ("" for the bucket root, else ending in `/`).
@@ -109,7 +118,11 @@ pub async fn list_dir<S: ObjectStore>(
             }
             if let Some(dir) = name.strip_suffix(LEGACY_FOLDER_SUFFIX) {
                 if valid_name(dir) {
-                    let e = DirEntry { name: dir.to_string(), kind: Kind::Dir, stat: Stat::directory(o.last_modified) };
+                    let e = DirEntry {
+                        name: dir.to_string(),
+                        kind: Kind::Dir,
+                        stat: Stat::directory(o.last_modified),
+                    };
                     dirs.insert(dir.to_string(), e);
                     continue;
                 }
@@ -118,15 +131,32 @@ pub async fn list_dir<S: ObjectStore>(
                 hidden.report(&o.key, "invalid file name");
                 continue;
             }
-            files.insert(name.to_string(), DirEntry { name: name.to_string(), kind: Kind::File, stat: file_stat(o) });
+            files.insert(
+                name.to_string(),
+                DirEntry {
+                    name: name.to_string(),
+                    kind: Kind::File,
+                    stat: file_stat(o),
+                },
+            );
         }
         for p in &page.common_prefixes {
-            let name = p.strip_prefix(prefix).and_then(|n| n.strip_suffix('/')).unwrap_or("");
+            let name = p
+                .strip_prefix(prefix)
+                .and_then(|n| n.strip_suffix('/'))
+                .unwrap_or("");
             if !valid_name(name) {
                 hidden.report(p, "invalid directory name");
                 continue;
             }
-            dirs.insert(name.to_string(), DirEntry { name: name.to_string(), kind: Kind::Dir, stat: Stat::directory(dir_mtime) });
+            dirs.insert(
+                name.to_string(),
+                DirEntry {
+                    name: name.to_string(),
+                    kind: Kind::Dir,
+                    stat: Stat::directory(dir_mtime),
+                },
+            );
         }
         if !page.is_truncated {
             break;
@@ -137,12 +167,20 @@ pub async fn list_dir<S: ObjectStore>(
         match next {
             // A marker that does not move forward would loop forever.
             Some(n) if marker.as_deref().is_none_or(|m| n.as_str() > m) => marker = Some(n),
-            _ => return Err(CosError::InvalidResponse("listing is truncated but its marker does not advance".into())),
+            _ => {
+                return Err(CosError::InvalidResponse(
+                    "listing is truncated but its marker does not advance".into(),
+                ))
+            }
         }
     }
     for (name, d) in dirs {
         if files.remove(&name).is_some() {
-            tracing::debug!(prefix, name, "key is both an object and a prefix: shown as the directory");
+            tracing::debug!(
+                prefix,
+                name,
+                "key is both an object and a prefix: shown as the directory"
+            );
         }
         files.insert(name, d);
     }
@@ -165,12 +203,24 @@ pub async fn lookup_key<S: ObjectStore>(
         max_keys: None,
     };
     let page = store.list_objects(&params).await?;
-    let mut is_dir = page.common_prefixes.iter().any(|p| *p == dir_prefix)
-        || page.objects.iter().any(|o| o.key == format!("{key}{LEGACY_FOLDER_SUFFIX}"));
+    let mut is_dir = page.common_prefixes.contains(&dir_prefix)
+        || page
+            .objects
+            .iter()
+            .any(|o| o.key == format!("{key}{LEGACY_FOLDER_SUFFIX}"));
     if !is_dir && page.is_truncated {
-        let last_seen = page.objects.last().map(|o| o.key.as_str()).max(page.common_prefixes.last().map(String::as_str));
+        let last_seen = page
+            .objects
+            .last()
+            .map(|o| o.key.as_str())
+            .max(page.common_prefixes.last().map(String::as_str));
         if last_seen.is_none_or(|l| l < dir_prefix.as_str()) {
-            let probe = ListParams { prefix: dir_prefix.clone(), delimiter: None, marker: None, max_keys: Some(1) };
+            let probe = ListParams {
+                prefix: dir_prefix.clone(),
+                delimiter: None,
+                marker: None,
+                max_keys: Some(1),
+            };
             let p = store.list_objects(&probe).await?;
             is_dir = !p.objects.is_empty() || !p.common_prefixes.is_empty();
         }
@@ -178,5 +228,9 @@ pub async fn lookup_key<S: ObjectStore>(
     if is_dir {
         return Ok(Some((Kind::Dir, Stat::directory(dir_mtime))));
     }
-    Ok(page.objects.iter().find(|o| o.key == key).map(|o| (Kind::File, file_stat(o))))
+    Ok(page
+        .objects
+        .iter()
+        .find(|o| o.key == key)
+        .map(|o| (Kind::File, file_stat(o))))
 }

@@ -13,8 +13,9 @@ use crate::cos::CosError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
+    /// Boxed: COS errors are large and rare, `FsResult` is on every hot path.
     #[error(transparent)]
-    Cos(#[from] CosError),
+    Cos(Box<CosError>),
     #[error("no such file or directory")]
     NotFound,
     #[error("not a directory")]
@@ -38,7 +39,12 @@ pub enum FsError {
     ObjectChanged { key: String, opened: String },
     /// A GET answered with a different length than asked for.
     #[error("short read of {key}: wanted {wanted} bytes at {offset}, got {got}")]
-    ShortRead { key: String, offset: u64, wanted: u64, got: u64 },
+    ShortRead {
+        key: String,
+        offset: u64,
+        wanted: u64,
+        got: u64,
+    },
     /// A bug or a cancelled task inside cosmount; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,6 +54,12 @@ pub enum FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+impl From<CosError> for FsError {
+    fn from(e: CosError) -> Self {
+        FsError::Cos(Box::new(e))
+    }
+}
 
 impl FsError {
     pub fn errno(&self) -> Errno {
@@ -110,7 +122,7 @@ mod tests {
     use crate::cos::ServiceError;
 
     fn service(code: &str, status: u16) -> FsError {
-        FsError::Cos(CosError::Service(ServiceError {
+        FsError::from(CosError::Service(ServiceError {
             status,
             code: code.into(),
             ..Default::default()
@@ -124,7 +136,9 @@ mod tests {
         assert_eq!(service("KeyTooLong", 400).errno(), Errno::ENAMETOOLONG);
         assert_eq!(service("PreconditionFailed", 412).errno(), Errno::EIO);
         assert_eq!(service("SlowDown", 503).errno(), Errno::EIO);
-        let long = FsError::Cos(CosError::InvalidInput("key too long (KeyTooLong): 900 bytes".into()));
+        let long = FsError::from(CosError::InvalidInput(
+            "key too long (KeyTooLong): 900 bytes".into(),
+        ));
         assert_eq!(long.errno(), Errno::ENAMETOOLONG);
         let shared = FsError::Shared(Arc::new(FsError::NotFound));
         assert_eq!(shared.errno(), Errno::ENOENT);

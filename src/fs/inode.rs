@@ -44,7 +44,12 @@ impl InodeTable {
     pub fn new(root: Stat) -> Self {
         let path: Arc<str> = Arc::from("");
         let root = Entry {
-            node: Node { path: path.clone(), kind: Kind::Dir, stat: root, stat_at: Instant::now() },
+            node: Node {
+                path: path.clone(),
+                kind: Kind::Dir,
+                stat: root,
+                stat_at: Instant::now(),
+            },
             // The root is never forgotten.
             lookups: 1,
             opened_etag: None,
@@ -82,8 +87,20 @@ impl InodeTable {
         let ino = inner.next_ino;
         inner.next_ino += 1;
         let path: Arc<str> = Arc::from(path);
-        let node = Node { path: path.clone(), kind, stat: stat.clone(), stat_at: Instant::now() };
-        inner.nodes.insert(ino, Entry { node, lookups: 1, opened_etag: None });
+        let node = Node {
+            path: path.clone(),
+            kind,
+            stat: stat.clone(),
+            stat_at: Instant::now(),
+        };
+        inner.nodes.insert(
+            ino,
+            Entry {
+                node,
+                lookups: 1,
+                opened_etag: None,
+            },
+        );
         inner.by_path.insert(path, ino);
         (ino, stat)
     }
@@ -130,10 +147,6 @@ impl InodeTable {
             None => false,
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().nodes.len()
-    }
 }
 
 fn merge_stat(node: &mut Node, mut fresh: Stat) {
@@ -152,7 +165,12 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     fn file(etag: &str) -> Stat {
-        Stat { size: 1, etag: Some(etag.into()), mtime: UNIX_EPOCH, posix: None }
+        Stat {
+            size: 1,
+            etag: Some(etag.into()),
+            mtime: UNIX_EPOCH,
+            posix: None,
+        }
     }
 
     #[test]
@@ -176,8 +194,18 @@ mod tests {
     #[test]
     fn head_metadata_survives_a_listing_of_the_same_version() {
         let t = InodeTable::new(Stat::directory(UNIX_EPOCH));
-        let posix = PosixMeta { uid: Some(7), ..Default::default() };
-        let (a, _) = t.remember("a", Kind::File, Stat { posix: Some(posix.clone()), ..file("1") });
+        let posix = PosixMeta {
+            uid: Some(7),
+            ..Default::default()
+        };
+        let (a, _) = t.remember(
+            "a",
+            Kind::File,
+            Stat {
+                posix: Some(posix.clone()),
+                ..file("1")
+            },
+        );
         let (_, s) = t.remember("a", Kind::File, file("1"));
         assert_eq!(s.posix, Some(posix));
         let n = t.refresh(a, file("2")).unwrap();

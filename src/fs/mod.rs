@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -66,8 +66,19 @@ macro_rules! error_reply {
         }
     )*};
 }
-error_reply!(ReplyEntry, ReplyAttr, ReplyData, ReplyOpen, ReplyEmpty, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyStatfs, ReplyWrite, ReplyCreate, ReplyXattr);
+error_reply!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyData,
+    ReplyOpen,
+    ReplyEmpty,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyStatfs,
+    ReplyWrite,
+    ReplyCreate,
+    ReplyXattr
+);
 
 /// Reply with the error's errno, logging it: routine misses at debug, everything else (with the
 /// COS code and request id inside the error's text) at warn.
@@ -83,7 +94,12 @@ pub fn fail<R: ErrorReply>(op: &'static str, err: FsError, reply: R) {
 
 impl<S: ObjectStore> CosFs<S> {
     pub fn new(core: Arc<FsCore<S>>, rt: Handle, ttl: Duration) -> Self {
-        CosFs { core, rt, ttl, warned_write: Arc::new(AtomicBool::new(false)) }
+        CosFs {
+            core,
+            rt,
+            ttl,
+            warned_write: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
@@ -98,7 +114,10 @@ impl<S: ObjectStore> CosFs<S> {
     /// Every write op goes through here until the write path exists: EROFS, logged once.
     fn refuse_write<R: ErrorReply>(&self, op: &'static str, reply: R) {
         if !self.core.config().read_only && !self.warned_write.swap(true, Ordering::Relaxed) {
-            tracing::warn!(op, "write operations are not supported yet; answering EROFS");
+            tracing::warn!(
+                op,
+                "write operations are not supported yet; answering EROFS"
+            );
         }
         reply.reply_error(Errno::EROFS);
     }
@@ -149,7 +168,11 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             match core.open(ino.0, false).await {
                 Ok((fh, keep_cache)) => {
-                    let flags = if keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                    let flags = if keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
                     reply.opened(FileHandle(fh), flags)
                 }
                 Err(e) => fail("open", e, reply),
@@ -176,7 +199,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // Read handles have nothing to flush.
         if self.core.has_file_handle(fh.0) {
             reply.ok()
@@ -199,7 +229,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Nothing is ever dirty on the read path.
         reply.ok();
     }
@@ -211,7 +248,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         self.spawn(move |core| async move {
             let (handle, listing) = match core.dir_listing(fh.0).await {
                 Ok(v) => v,
@@ -288,12 +332,26 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.core.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -319,7 +377,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
 
     // Extended attributes are not implemented yet. ENOSYS makes the kernel stop asking for the
     // rest of the mount's life (so `ls -l` costs no xattr round trips).
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
         reply.error(Errno::ENOSYS);
     }
 
@@ -350,11 +415,28 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.refuse_write("setattr", reply);
     }
 
-    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         self.refuse_write("mknod", reply);
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         self.refuse_write("mkdir", reply);
     }
 
@@ -366,7 +448,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.refuse_write("rmdir", reply);
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
         self.refuse_write("symlink", reply);
     }
 
@@ -383,7 +472,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.refuse_write("rename", reply);
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         self.refuse_write("link", reply);
     }
 
@@ -402,11 +498,29 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.refuse_write("write", reply);
     }
 
-    fn create(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
         self.refuse_write("create", reply);
     }
 
-    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         self.refuse_write("setxattr", reply);
     }
 
@@ -414,7 +528,19 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.refuse_write("removexattr", reply);
     }
 
-    fn fallocate(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: u64, _length: u64, _mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
         self.refuse_write("fallocate", reply);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,7 +74,12 @@ pub struct ReadHandle {
 /// Part of a read's answer: bytes at hand, or a slice of a run still being fetched.
 enum Piece {
     Ready(Bytes),
-    Pending { data: RunData, run_start: u64, from: u64, to: u64 },
+    Pending {
+        data: RunData,
+        run_start: u64,
+        from: u64,
+        to: u64,
+    },
 }
 
 fn block_floor(x: u64) -> u64 {
@@ -92,7 +97,12 @@ impl ReadHandle {
             key: Arc::from(key),
             etag: Arc::from(etag),
             size,
-            state: Mutex::new(ReadState { next_offset: 0, streak: 0, window: 0, runs: VecDeque::new() }),
+            state: Mutex::new(ReadState {
+                next_offset: 0,
+                streak: 0,
+                window: 0,
+                runs: VecDeque::new(),
+            }),
         }
     }
 
@@ -120,7 +130,12 @@ impl ReadHandle {
         for piece in pieces {
             match piece {
                 Piece::Ready(b) => out.extend_from_slice(&b),
-                Piece::Pending { data, run_start, from, to } => {
+                Piece::Pending {
+                    data,
+                    run_start,
+                    from,
+                    to,
+                } => {
                     let bytes = data.await.map_err(FsError::Shared)?;
                     let slice = bytes
                         .get((from - run_start) as usize..(to - run_start) as usize)
@@ -133,20 +148,38 @@ impl ReadHandle {
     }
 
     fn short_read(&self, offset: u64, wanted: u64, got: u64) -> FsError {
-        FsError::ShortRead { key: self.key.to_string(), offset, wanted, got }
+        FsError::ShortRead {
+            key: self.key.to_string(),
+            offset,
+            wanted,
+            got,
+        }
     }
 
     /// Decide where each byte of `[offset, end)` comes from, start the GETs that are missing
     /// and the prefetch ahead of them. Holds the state lock, never awaits.
-    fn plan<S: ObjectStore>(&self, store: &Arc<S>, cache: &Arc<BlockCache>, offset: u64, end: u64) -> Vec<Piece> {
+    fn plan<S: ObjectStore>(
+        &self,
+        store: &Arc<S>,
+        cache: &Arc<BlockCache>,
+        offset: u64,
+        end: u64,
+    ) -> Vec<Piece> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let ahead = st.runs.back().map_or(st.next_offset, |r| r.end.max(st.next_offset));
+        let ahead = st
+            .runs
+            .back()
+            .map_or(st.next_offset, |r| r.end.max(st.next_offset));
         let sequential = offset.saturating_add(SEQUENTIAL_SLACK) >= st.next_offset
             && offset <= ahead.saturating_add(SEQUENTIAL_SLACK);
         if sequential {
             st.streak = st.streak.saturating_add(1);
             if st.streak >= 2 {
-                st.window = if st.window == 0 { FIRST_WINDOW } else { (st.window * 2).min(MAX_WINDOW) };
+                st.window = if st.window == 0 {
+                    FIRST_WINDOW
+                } else {
+                    (st.window * 2).min(MAX_WINDOW)
+                };
             }
         } else {
             st.streak = 0;
@@ -158,7 +191,11 @@ impl ReadHandle {
             st.next_offset = end;
         }
         // Runs wholly behind this read are done with; their blocks live on in the cache.
-        while st.runs.front().is_some_and(|r| r.end <= block_floor(offset)) {
+        while st
+            .runs
+            .front()
+            .is_some_and(|r| r.end <= block_floor(offset))
+        {
             st.runs.pop_front();
         }
 
@@ -167,7 +204,12 @@ impl ReadHandle {
         while pos < end {
             if let Some(run) = st.runs.iter().find(|r| r.start <= pos && pos < r.end) {
                 let to = end.min(run.end);
-                pieces.push(Piece::Pending { data: run.data.clone(), run_start: run.start, from: pos, to });
+                pieces.push(Piece::Pending {
+                    data: run.data.clone(),
+                    run_start: run.start,
+                    from: pos,
+                    to,
+                });
                 pos = to;
                 continue;
             }
@@ -182,7 +224,13 @@ impl ReadHandle {
                 }
             }
             // Missing: fetch the blocks this read needs, up to the next run already planned.
-            let next_run = st.runs.iter().map(|r| r.start).filter(|&s| s > pos).min().unwrap_or(u64::MAX);
+            let next_run = st
+                .runs
+                .iter()
+                .map(|r| r.start)
+                .filter(|&s| s > pos)
+                .min()
+                .unwrap_or(u64::MAX);
             let run_end = block_ceil(end).min(next_run).min(self.size);
             self.start_run(&mut st, store, cache, block_start, run_end);
         }
@@ -190,7 +238,10 @@ impl ReadHandle {
         if st.window > 0 {
             let target = block_ceil(end.saturating_add(st.window)).min(self.size);
             let run_len = (st.window / 4).clamp(MIN_RUN, MAX_RUN);
-            let mut from = st.runs.back().map_or(block_ceil(end), |r| r.end.max(block_ceil(end)));
+            let mut from = st
+                .runs
+                .back()
+                .map_or(block_ceil(end), |r| r.end.max(block_ceil(end)));
             while from < target {
                 if cache.get(&self.block_key(from / BLOCK_SIZE)).is_some() {
                     from += BLOCK_SIZE;
@@ -205,7 +256,11 @@ impl ReadHandle {
     }
 
     fn block_key(&self, index: u64) -> BlockKey {
-        BlockKey { key: self.key.clone(), etag: self.etag.clone(), index }
+        BlockKey {
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            index,
+        }
     }
 
     /// Spawn the GET of `[start, end)` (block aligned, except at the end of the object).
@@ -217,21 +272,41 @@ impl ReadHandle {
         start: u64,
         end: u64,
     ) {
-        let (store, cache, key, etag) = (store.clone(), cache.clone(), self.key.clone(), self.etag.clone());
+        let (store, cache, key, etag) = (
+            store.clone(),
+            cache.clone(),
+            self.key.clone(),
+            self.etag.clone(),
+        );
         let len = end - start;
         let task = tokio::spawn(async move {
-            let got = store.get_range(&key, start, len, Some(&etag)).await.map_err(|e| changed_or(e, &key, &etag))?;
+            let got = store
+                .get_range(&key, start, len, Some(&etag))
+                .await
+                .map_err(|e| changed_or(e, &key, &etag))?;
             if got.etag != *etag {
-                return Err(FsError::ObjectChanged { key: key.to_string(), opened: etag.to_string() });
+                return Err(FsError::ObjectChanged {
+                    key: key.to_string(),
+                    opened: etag.to_string(),
+                });
             }
             if got.data.len() as u64 != len {
-                return Err(FsError::ShortRead { key: key.to_string(), offset: start, wanted: len, got: got.data.len() as u64 });
+                return Err(FsError::ShortRead {
+                    key: key.to_string(),
+                    offset: start,
+                    wanted: len,
+                    got: got.data.len() as u64,
+                });
             }
             let mut at = 0u64;
             while at < len {
                 let to = (at + BLOCK_SIZE).min(len);
                 let index = (start + at) / BLOCK_SIZE;
-                let block = BlockKey { key: key.clone(), etag: etag.clone(), index };
+                let block = BlockKey {
+                    key: key.clone(),
+                    etag: etag.clone(),
+                    index,
+                };
                 cache.insert(block, got.data.slice(at as usize..to as usize));
                 at = to;
             }
@@ -240,12 +315,18 @@ impl ReadHandle {
         let data = async move {
             match task.await {
                 Ok(r) => r.map_err(Arc::new),
-                Err(e) => Err(Arc::new(FsError::Internal(format!("read task failed: {e}")))),
+                Err(e) => Err(Arc::new(FsError::Internal(format!(
+                    "read task failed: {e}"
+                )))),
             }
         }
         .boxed()
         .shared();
-        let at = st.runs.iter().position(|r| r.start > start).unwrap_or(st.runs.len());
+        let at = st
+            .runs
+            .iter()
+            .position(|r| r.start > start)
+            .unwrap_or(st.runs.len());
         st.runs.insert(at, Run { start, end, data });
     }
 }
@@ -258,8 +339,11 @@ fn slice_of(b: &Bytes, from: u64, to: u64) -> Option<Bytes> {
 /// A 412 on a GET with If-Match means the object changed since open.
 fn changed_or(e: CosError, key: &str, etag: &str) -> FsError {
     if e.code() == Some("PreconditionFailed") || e.status() == Some(412) {
-        FsError::ObjectChanged { key: key.to_string(), opened: etag.to_string() }
+        FsError::ObjectChanged {
+            key: key.to_string(),
+            opened: etag.to_string(),
+        }
     } else {
-        FsError::Cos(e)
+        FsError::from(e)
     }
 }
