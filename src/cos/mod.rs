@@ -6,12 +6,11 @@ pub mod client;
 pub mod cors;
 pub mod crc64;
 pub mod error;
+pub mod memory;
 pub mod multipart;
 pub mod object;
 pub mod retry;
 pub mod sign;
-// `MetadataDirective::Replaced(PutOptions)` is big next to `Copy`; it lives briefly, on the stack.
-#[allow(clippy::large_enum_variant)]
 pub mod store;
 pub mod xml;
 
