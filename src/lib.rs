@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod cos;
+pub mod metrics;
 pub mod tools;

@@ -103,6 +103,8 @@ pub struct RangeData {
     pub object_size: u64,
 }
 
+// A copy is rare next to the request it makes; boxing the options would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataDirective {
     /// Keep the source's metadata and content headers.
