@@ -706,14 +706,14 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.flush().await
     }
 
-    /// Follow a rename of the file while it is open: the object now lives at `new_key` (a copy
-    /// of `info`). Call after a successful [`WriteHandle::flush`], so nothing is pending.
-    pub fn retarget(&mut self, new_key: &str, info: Option<&ObjectInfo>) {
+    /// Follow a rename of the file while it is open: the object now lives at `new_key` with
+    /// ETag `new_etag` (a copy of what the last flush uploaded). Call after a successful
+    /// [`WriteHandle::flush`], so nothing is pending.
+    pub fn retarget(&mut self, new_key: &str, new_etag: &str) {
         self.key = new_key.to_string();
-        if let (Some(base), Some(info)) = (&mut self.base, info) {
+        if let Some(base) = &mut self.base {
             base.key = new_key.to_string();
-            base.etag = info.etag.clone();
-            base.len = base.len.min(info.size);
+            base.etag = new_etag.to_string();
         }
     }
 

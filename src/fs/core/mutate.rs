@@ -1,0 +1,817 @@
+//! The mutating half of the core: files open for writing, and namespace changes (create,
+//! mkdir, unlink, rmdir, rename, symlink, setattr). The object-level work is in
+//! [`crate::fs::write`] and [`crate::fs::namespace`]; this module keeps the core's caches
+//! truthful around it: every change updates the inode table and drops the listing and lookup
+//! cache entries it makes stale, so `ls` right after `mv`, `rm` or `cp` shows the new state.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use fuser::FileAttr;
+
+use super::{child_path, lock, FsCore, MAX_KEY_BYTES};
+use crate::cos::store::ObjectInfo;
+use crate::cos::ObjectStore;
+use crate::fs::attr::{Kind, PosixMeta, Stat};
+use crate::fs::dir::{self, MAX_NAME_BYTES};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::{self, AttrUpdate, NamespaceConfig};
+use crate::fs::spool;
+use crate::fs::write::{FileAttrs, WriteConfig, WriteHandle};
+
+/// Where and how files are uploaded.
+#[derive(Debug, Clone)]
+pub struct WriteSettings {
+    pub write: WriteConfig,
+    pub namespace: NamespaceConfig,
+}
+
+impl WriteSettings {
+    /// Defaults, spooling under `cache_dir/spool` (created, mode 0700).
+    pub fn in_cache_dir(cache_dir: &Path) -> std::io::Result<Self> {
+        Ok(WriteSettings {
+            write: WriteConfig::new(spool::spool_dir(cache_dir)?),
+            namespace: NamespaceConfig::default(),
+        })
+    }
+}
+
+/// One open-for-write file handle.
+pub(super) struct OpenWriter<S: ObjectStore> {
+    ino: u64,
+    /// Follows renames of the file while it is open.
+    path: Mutex<String>,
+    handle: tokio::sync::Mutex<WriteHandle<S>>,
+    /// The handle's size, readable while an upload holds the handle.
+    size: Arc<AtomicU64>,
+    /// The file was unlinked while open: its data must not be uploaded any more.
+    unlinked: AtomicBool,
+}
+
+impl<S: ObjectStore> OpenWriter<S> {
+    fn path(&self) -> String {
+        lock(&self.path).clone()
+    }
+}
+
+/// The write side's state inside the core.
+pub(super) struct Writers<S: ObjectStore> {
+    settings: Mutex<Option<WriteSettings>>,
+    open: Mutex<HashMap<u64, Arc<OpenWriter<S>>>>,
+}
+
+impl<S: ObjectStore> Writers<S> {
+    pub(super) fn new() -> Self {
+        Writers {
+            settings: Mutex::new(None),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+fn posix_of(attrs: &FileAttrs) -> PosixMeta {
+    PosixMeta {
+        mode: Some(attrs.mode),
+        uid: Some(attrs.uid),
+        gid: Some(attrs.gid),
+        mtime: Some(attrs.mtime),
+    }
+}
+
+/// Bytes COS cannot hold in a key (cos-protocol.md §11), or that no name may contain.
+fn invalid_name_byte(b: u8) -> bool {
+    matches!(b, b'\n' | b'\r' | 0x18..=0x1B | b'/' | 0)
+}
+
+impl<S: ObjectStore> FsCore<S> {
+    /// Use these upload settings (spool directory, part size...) instead of the defaults.
+    pub fn set_write_settings(&self, settings: WriteSettings) {
+        *lock(&self.writers.settings) = Some(settings);
+    }
+
+    /// The upload settings; the first use without explicit settings creates the default spool
+    /// directory (`$XDG_CACHE_HOME/cosmount`, or `/var/cache/cosmount` for root).
+    fn write_settings(&self) -> FsResult<WriteSettings> {
+        let mut settings = lock(&self.writers.settings);
+        if let Some(s) = settings.as_ref() {
+            return Ok(s.clone());
+        }
+        let cache_dir = spool::default_cache_dir();
+        let s = WriteSettings::in_cache_dir(&cache_dir).map_err(|e| {
+            FsError::Internal(format!(
+                "cannot create the spool directory under {}: {e}",
+                cache_dir.display()
+            ))
+        })?;
+        *settings = Some(s.clone());
+        Ok(s)
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Path and key of a new entry `name` in directory `parent`, checked against COS's rules.
+    fn new_child(&self, parent: u64, name: &OsStr) -> FsResult<(String, String)> {
+        let dir = self.node(parent)?;
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotADirectory);
+        }
+        let bytes = name.as_bytes();
+        if bytes.len() > MAX_NAME_BYTES {
+            return Err(FsError::NameTooLong(format!("{} bytes", bytes.len())));
+        }
+        let name = name
+            .to_str()
+            .ok_or_else(|| FsError::InvalidName("not UTF-8".into()))?;
+        if bytes.iter().any(|b| invalid_name_byte(*b)) || !dir::valid_name(name) {
+            return Err(FsError::InvalidName(name.escape_debug().to_string()));
+        }
+        let path = child_path(&dir.path, name);
+        let key = self.file_key(&path);
+        // Room for the `/` of a directory marker too.
+        if key.len() + 1 > MAX_KEY_BYTES {
+            return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
+        }
+        Ok((path, key))
+    }
+
+    /// Forget cached knowledge about `path` and its parent's listing.
+    fn invalidate_path(&self, path: &str) {
+        self.listings.remove(&Arc::from(parent_of(path)));
+        self.lookups.remove(&path.to_string());
+    }
+
+    /// Forget cached knowledge about `path` and everything under it.
+    fn invalidate_tree(&self, path: &str) {
+        self.invalidate_path(path);
+        self.listings
+            .remove_where(|p: &Arc<str>| &**p == path || is_under(p, path));
+        self.lookups.remove_where(|p: &String| is_under(p, path));
+    }
+
+    /// `path` is gone: a later lookup answers ENOENT without asking COS (whose listings may
+    /// still show it for a while).
+    fn note_removed(&self, path: &str) {
+        self.inodes.unlink_path(path);
+        self.invalidate_path(path);
+        self.lookups.insert(path.to_string(), None, 1);
+    }
+
+    fn writer(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
+        lock(&self.writers.open).get(&fh).cloned()
+    }
+
+    fn writers_where(&self, pred: impl Fn(&OpenWriter<S>) -> bool) -> Vec<Arc<OpenWriter<S>>> {
+        lock(&self.writers.open)
+            .values()
+            .filter(|w| pred(w))
+            .cloned()
+            .collect()
+    }
+
+    fn register_writer(&self, ino: u64, path: &str, handle: WriteHandle<S>) -> u64 {
+        let fh = self.next_handle();
+        let writer = OpenWriter {
+            ino,
+            path: Mutex::new(path.to_string()),
+            size: handle.shared_size(),
+            handle: tokio::sync::Mutex::new(handle),
+            unlinked: AtomicBool::new(false),
+        };
+        lock(&self.writers.open).insert(fh, Arc::new(writer));
+        fh
+    }
+
+    /// Is `fh` a handle open for writing?
+    pub fn is_write_handle(&self, fh: u64) -> bool {
+        lock(&self.writers.open).contains_key(&fh)
+    }
+
+    /// Attributes of an inode some handle is writing: the size it has now.
+    pub(super) fn attr_while_writing(&self, ino: u64) -> Option<FileAttr> {
+        let size = lock(&self.writers.open)
+            .values()
+            .find(|w| w.ino == ino)
+            .map(|w| w.size.load(Ordering::SeqCst))?;
+        let node = self.node(ino).ok()?;
+        let stat = Stat { size, ..node.stat };
+        Some(self.attr_of(ino, node.kind, &stat))
+    }
+
+    /// A lookup of a path some handle is writing (possibly not uploaded yet).
+    pub(super) fn lookup_while_writing(&self, path: &str) -> Option<(Kind, Stat)> {
+        let writer = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && w.path() == path)
+            .into_iter()
+            .next()?;
+        let node = self.node(writer.ino).ok()?;
+        let size = writer.size.load(Ordering::SeqCst);
+        Some((Kind::File, Stat { size, ..node.stat }))
+    }
+
+    /// A listing shows a small object as a file; it may be a symlink (cosfs stores those as
+    /// objects with S_IFLNK in `x-cos-meta-mode`). Objects that could hold a link target are
+    /// checked with one HEAD, once per stat TTL (the result stays on the inode).
+    pub(super) async fn refine_small_file(
+        &self,
+        path: &str,
+        key: &str,
+        found: (Kind, Stat),
+    ) -> FsResult<(Kind, Stat)> {
+        let (kind, stat) = found;
+        if kind != Kind::File || stat.posix.is_some() || stat.size > namespace::MAX_LINK_TARGET {
+            return Ok((kind, stat));
+        }
+        if let Some((_, node)) = self.inodes.by_path(path) {
+            let same_version = node.stat.etag.is_some() && node.stat.etag == stat.etag;
+            if same_version && node.stat.posix.is_some() {
+                return Ok((node.kind, node.stat));
+            }
+        }
+        let info = match self.store.head_object(key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let kind = if namespace::is_symlink(&info) {
+            Kind::Symlink
+        } else {
+            Kind::File
+        };
+        Ok((kind, stat_of(&info)))
+    }
+
+    // ---- files open for writing ----
+
+    /// create(2): a new, empty file open for writing. The object appears at the first flush
+    /// (close or fsync), never as a placeholder before.
+    pub async fn create_file(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<(FileAttr, u64)> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let settings = self.write_settings()?;
+        let attrs = FileAttrs::regular(mode & !umask, uid, gid);
+        let handle = WriteHandle::create(self.store.clone(), &key, settings.write, attrs)?;
+        let stat = Stat {
+            size: 0,
+            etag: None,
+            mtime: attrs.mtime,
+            posix: Some(posix_of(&attrs)),
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::File, stat);
+        self.inodes.set_stat(ino, stat.clone());
+        let fh = self.register_writer(ino, &path, handle);
+        self.invalidate_path(&path);
+        Ok((self.attr_of(ino, Kind::File, &stat), fh))
+    }
+
+    /// open(2) for writing: one HEAD for the object's size, ETag and metadata. Its content is
+    /// fetched lazily when a write needs it (never with `truncate`, O_TRUNC).
+    pub async fn open_for_write(&self, ino: u64, truncate: bool) -> FsResult<u64> {
+        self.check_writable()?;
+        let node = self.node(ino)?;
+        match node.kind {
+            Kind::Dir => return Err(FsError::IsADirectory),
+            // The kernel resolves symlinks before open; one reaching here is not writable.
+            Kind::Symlink => return Err(FsError::InvalidArgument("open of a symlink")),
+            Kind::File => {}
+        }
+        let key = self.file_key(&node.path);
+        let settings = self.write_settings()?;
+        let handle = match self.store.head_object(&key).await {
+            Ok(info) => {
+                let attrs = self.attrs_from_meta(&info);
+                WriteHandle::open_existing(
+                    self.store.clone(),
+                    &info,
+                    truncate,
+                    settings.write,
+                    attrs,
+                )?
+            }
+            // Not uploaded yet (created by a handle still open) or deleted behind our back:
+            // start from an empty file, as a new one.
+            Err(e) if e.is_not_found() => {
+                let posix = node.stat.posix.clone().unwrap_or_default();
+                let d = &self.cfg.defaults;
+                let attrs = FileAttrs {
+                    mode: libc::S_IFREG | (posix.mode.unwrap_or(d.file_mode) & 0o7777),
+                    uid: posix.uid.unwrap_or(d.uid),
+                    gid: posix.gid.unwrap_or(d.gid),
+                    mtime: SystemTime::now(),
+                };
+                WriteHandle::create(self.store.clone(), &key, settings.write, attrs)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stat = Stat {
+            size: handle.size(),
+            posix: Some(posix_of(&handle.attrs())),
+            ..node.stat.clone()
+        };
+        self.inodes.set_stat(ino, stat);
+        Ok(self.register_writer(ino, &node.path, handle))
+    }
+
+    fn attrs_from_meta(&self, info: &ObjectInfo) -> FileAttrs {
+        let posix = PosixMeta::from_meta(&info.meta);
+        let d = &self.cfg.defaults;
+        FileAttrs {
+            mode: libc::S_IFREG | (posix.mode.unwrap_or(d.file_mode) & 0o7777),
+            uid: posix.uid.unwrap_or(d.uid),
+            gid: posix.gid.unwrap_or(d.gid),
+            mtime: posix.mtime.unwrap_or(info.last_modified),
+        }
+    }
+
+    pub async fn write_file(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+        let len = u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write size"))?;
+        writer.handle.lock().await.write_at(offset, data).await?;
+        Ok(len)
+    }
+
+    /// Reads through a handle open for writing see what was written.
+    pub(super) async fn read_writer(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<FsResult<Bytes>> {
+        let writer = self.writer(fh)?;
+        let mut handle = writer.handle.lock().await;
+        Some(
+            handle
+                .read_at(offset, u64::from(size))
+                .await
+                .map_err(FsError::from),
+        )
+    }
+
+    /// flush (each close(2)) and fsync: upload what was written; the real result is returned.
+    pub async fn flush_file(&self, fh: u64) -> FsResult<()> {
+        let Some(writer) = self.writer(fh) else {
+            return if self.has_file_handle(fh) {
+                Ok(())
+            } else {
+                Err(FsError::BadHandle(fh))
+            };
+        };
+        self.upload(&writer).await
+    }
+
+    async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
+        if writer.unlinked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut handle = writer.handle.lock().await;
+        if !handle.is_dirty() {
+            // Still report a failure from earlier (the state is sticky).
+            handle.flush().await?;
+            return Ok(());
+        }
+        let result = handle.flush().await?;
+        let path = writer.path();
+        let stat = Stat {
+            size: handle.size(),
+            etag: Some(result.etag),
+            mtime: handle.attrs().mtime,
+            posix: Some(posix_of(&handle.attrs())),
+        };
+        self.inodes.set_stat(writer.ino, stat);
+        self.invalidate_path(&path);
+        Ok(())
+    }
+
+    /// release: the last close of a handle. Normally flush already uploaded; this uploads
+    /// what a flush could not (its error can only be logged: release has no caller to tell).
+    pub async fn release_file(&self, fh: u64) {
+        let Some(writer) = self.writer(fh) else {
+            self.release(fh);
+            return;
+        };
+        if let Err(e) = self.upload(&writer).await {
+            tracing::error!(path = %writer.path(), "upload at release failed: {e}");
+        }
+        lock(&self.writers.open).remove(&fh);
+    }
+
+    // ---- attributes ----
+
+    /// setattr: truncate and chmod/chown/utimens. On a file open for writing they ride along
+    /// with its upload; otherwise truncate rewrites the object and the rest is a metadata-only
+    /// update (copy onto itself).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<FileAttr> {
+        let node = self.node(ino)?;
+        let changes_meta = mode.is_some() || uid.is_some() || gid.is_some() || mtime.is_some();
+        if size.is_none() && !changes_meta {
+            // atime only (or nothing): not stored.
+            return self.getattr(ino).await;
+        }
+        self.check_writable()?;
+        if size.is_some() && node.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        let writer = fh
+            .and_then(|fh| self.writer(fh))
+            .or_else(|| self.writers_where(|w| w.ino == ino).into_iter().next());
+        if let Some(writer) = writer {
+            let mut handle = writer.handle.lock().await;
+            if let Some(size) = size {
+                handle.truncate(size).await?;
+            }
+            if changes_meta {
+                handle.set_attrs(mode, uid, gid, mtime)?;
+            }
+            let stat = Stat {
+                size: handle.size(),
+                mtime: handle.attrs().mtime,
+                posix: Some(posix_of(&handle.attrs())),
+                ..node.stat.clone()
+            };
+            let node = self
+                .inodes
+                .set_stat(ino, stat)
+                .ok_or(FsError::UnknownInode(ino))?;
+            return Ok(self.attr_of(ino, node.kind, &node.stat));
+        }
+        if let Some(size) = size {
+            // truncate(2) of a file nobody has open: rewrite it (content fetched as needed).
+            let fh = self.open_for_write(ino, size == 0).await?;
+            let result = async {
+                let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+                {
+                    let mut handle = writer.handle.lock().await;
+                    handle.truncate(size).await?;
+                    if changes_meta {
+                        handle.set_attrs(mode, uid, gid, mtime)?;
+                    }
+                }
+                self.upload(&writer).await
+            }
+            .await;
+            self.release_file(fh).await;
+            result?;
+            let node = self.node(ino)?;
+            return Ok(self.attr_of(ino, node.kind, &node.stat));
+        }
+        let update = AttrUpdate {
+            mode,
+            uid,
+            gid,
+            mtime,
+        };
+        let stat = self.update_metadata(&node.path, node.kind, update).await?;
+        let node = self
+            .inodes
+            .set_stat(ino, stat)
+            .ok_or(FsError::UnknownInode(ino))?;
+        self.invalidate_path(&node.path);
+        Ok(self.attr_of(ino, node.kind, &node.stat))
+    }
+
+    /// chmod/chown/utimens on a closed object (a directory's marker, created if the directory
+    /// is only implied by its children). Returns the new stat.
+    async fn update_metadata(&self, path: &str, kind: Kind, update: AttrUpdate) -> FsResult<Stat> {
+        let settings = self.write_settings()?;
+        let key = match kind {
+            Kind::Dir if path.is_empty() => {
+                // The mount root has no object to carry metadata.
+                return Err(FsError::Unsupported(
+                    "changing the attributes of the mount root",
+                ));
+            }
+            Kind::Dir => self.dir_prefix(path),
+            Kind::File | Kind::Symlink => self.file_key(path),
+        };
+        let info = match self.store.head_object(&key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() && kind == Kind::Dir => {
+                let d = &self.cfg.defaults;
+                let perm = update.mode.unwrap_or(d.dir_mode);
+                let uid = update.uid.unwrap_or(d.uid);
+                let gid = update.gid.unwrap_or(d.gid);
+                namespace::make_dir(&*self.store, &key, perm, uid, gid).await?;
+                self.store.head_object(&key).await?
+            }
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let mut meta = info.meta.clone();
+        namespace::apply_attr_update(&key, &mut meta, update);
+        let result =
+            namespace::set_attributes(&*self.store, &settings.namespace, &info, update).await?;
+        let posix = PosixMeta::from_meta(&meta);
+        Ok(Stat {
+            size: if kind == Kind::Dir { 0 } else { info.size },
+            etag: if kind == Kind::Dir {
+                None
+            } else {
+                Some(result.etag)
+            },
+            mtime: posix.mtime.unwrap_or(info.last_modified),
+            posix: Some(posix),
+        })
+    }
+
+    // ---- namespace ----
+
+    /// mkdir: a `dir/` marker carrying the mode.
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let perm = mode & !umask & 0o7777;
+        namespace::make_dir(&*self.store, &format!("{key}/"), perm, uid, gid).await?;
+        let now = SystemTime::now();
+        let stat = Stat {
+            posix: Some(PosixMeta {
+                mode: Some(libc::S_IFDIR | perm),
+                uid: Some(uid),
+                gid: Some(gid),
+                mtime: Some(now),
+            }),
+            ..Stat::directory(now)
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::Dir, stat);
+        // A directory of the same name may have existed: nothing cached under it is true now.
+        self.invalidate_tree(&path);
+        Ok(self.attr_of(ino, Kind::Dir, &stat))
+    }
+
+    /// mknod: regular files only (an empty object); FIFOs, sockets and devices cannot be stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
+            return Err(FsError::Unsupported(
+                "device nodes, FIFOs and sockets cannot be stored in COS",
+            ));
+        }
+        let (attr, fh) = self
+            .create_file(parent, name, mode, umask, uid, gid)
+            .await?;
+        let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+        let uploaded = self.upload(&writer).await;
+        lock(&self.writers.open).remove(&fh);
+        uploaded?;
+        let node = self.node(attr.ino.0)?;
+        Ok(self.attr_of(attr.ino.0, node.kind, &node.stat))
+    }
+
+    /// unlink: DELETE the object. A handle still writing it stops uploading.
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        for writer in self.writers_where(|w| w.path() == path) {
+            writer.unlinked.store(true, Ordering::SeqCst);
+        }
+        namespace::remove_file(&*self.store, &key).await?;
+        self.note_removed(&path);
+        Ok(())
+    }
+
+    /// rmdir: ENOTEMPTY unless empty (in COS and among files still being written).
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let pending = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && is_under(&w.path(), &path));
+        if !pending.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        namespace::remove_dir(&*self.store, &format!("{key}/")).await?;
+        self.note_removed(&path);
+        self.invalidate_tree(&path);
+        Ok(())
+    }
+
+    /// symlink, stored the cosfs way (body = target, mode S_IFLNK|0777).
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let target = target.as_os_str().as_bytes();
+        let result = namespace::make_symlink(&*self.store, &key, target, uid, gid).await?;
+        let now = SystemTime::now();
+        let stat = Stat {
+            size: target.len() as u64,
+            etag: Some(result.etag),
+            mtime: now,
+            posix: Some(PosixMeta {
+                mode: Some(libc::S_IFLNK | 0o777),
+                uid: Some(uid),
+                gid: Some(gid),
+                mtime: Some(now),
+            }),
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::Symlink, stat);
+        self.invalidate_path(&path);
+        Ok(self.attr_of(ino, Kind::Symlink, &stat))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let key = self.file_key(&node.path);
+        let info = match self.store.head_object(&key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(namespace::read_link(&*self.store, &info).await?)
+    }
+
+    /// What is at `path` now: a file being written, a known inode, or what COS lists.
+    async fn resolve(&self, path: &str) -> FsResult<Option<Kind>> {
+        if self.lookup_while_writing(path).is_some() {
+            return Ok(Some(Kind::File));
+        }
+        if let Some((_, node)) = self.inodes.by_path(path) {
+            return Ok(Some(node.kind));
+        }
+        if let Some(listing) = self.listings.get(&Arc::from(parent_of(path))) {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            return Ok(listing.get(name).map(|e| e.kind));
+        }
+        if let Some(cached) = self.lookups.get(&path.to_string()) {
+            return Ok(cached.map(|(kind, _)| kind));
+        }
+        let found = dir::lookup_key(&*self.store, &self.file_key(path), self.mount_time).await?;
+        Ok(found.map(|(kind, _)| kind))
+    }
+
+    /// rename: copy then delete (a directory: every key under it; not atomic). Files still
+    /// open for writing are uploaded first and follow the rename.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::InvalidArgument("RENAME_EXCHANGE is not supported"));
+        }
+        let (from, from_key) = self.new_child(parent, name)?;
+        let (to, to_key) = self.new_child(new_parent, new_name)?;
+        if from == to {
+            return Ok(());
+        }
+        let kind = self.resolve(&from).await?.ok_or(FsError::NotFound)?;
+        let target = self.resolve(&to).await?;
+        if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
+            return Err(FsError::Exists);
+        }
+        let settings = self.write_settings()?;
+        match kind {
+            Kind::Dir => {
+                if is_under(&to, &from) {
+                    return Err(FsError::InvalidArgument(
+                        "cannot move a directory into itself",
+                    ));
+                }
+                let to_prefix = self.dir_prefix(&to);
+                match target {
+                    Some(Kind::Dir)
+                        if !namespace::dir_is_empty(&*self.store, &to_prefix).await? =>
+                    {
+                        return Err(FsError::NotEmpty);
+                    }
+                    Some(Kind::File | Kind::Symlink) => return Err(FsError::NotADirectory),
+                    Some(Kind::Dir) | None => {}
+                }
+                let moving = self.writers_where(|w| is_under(&w.path(), &from));
+                for writer in &moving {
+                    self.upload(writer).await?;
+                }
+                let from_prefix = self.dir_prefix(&from);
+                namespace::rename_dir(&*self.store, &settings.namespace, &from_prefix, &to_prefix)
+                    .await?;
+                for writer in &moving {
+                    let new_path = format!("{to}{}", &writer.path()[from.len()..]);
+                    self.retarget(writer, &new_path).await?;
+                }
+                self.inodes.rename_path(&from, &to);
+                self.invalidate_tree(&from);
+                self.invalidate_tree(&to);
+            }
+            Kind::File | Kind::Symlink => {
+                if target == Some(Kind::Dir) {
+                    return Err(FsError::IsADirectory);
+                }
+                let moving =
+                    self.writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && w.path() == from);
+                // A handle writing the replaced target must not resurrect it.
+                let replaced = self.writers_where(|w| w.path() == to);
+                for writer in &moving {
+                    self.upload(writer).await?;
+                }
+                let result =
+                    namespace::rename_key(&*self.store, &settings.namespace, &from_key, &to_key)
+                        .await?;
+                for writer in &moving {
+                    *lock(&writer.path) = to.clone();
+                    writer.handle.lock().await.retarget(&to_key, &result.etag);
+                }
+                for writer in &replaced {
+                    writer.unlinked.store(true, Ordering::SeqCst);
+                }
+                self.inodes.rename_path(&from, &to);
+                if let Some((ino, node)) = self.inodes.by_path(&to) {
+                    let stat = Stat {
+                        etag: Some(result.etag.clone()),
+                        ..node.stat
+                    };
+                    self.inodes.set_stat(ino, stat);
+                }
+                self.invalidate_path(&from);
+                self.lookups.insert(from.clone(), None, 1);
+                self.invalidate_path(&to);
+            }
+        }
+        Ok(())
+    }
+
+    /// A file open for writing moved to `new_path` with its directory: point its handle at
+    /// the copy (whose ETag a HEAD tells).
+    async fn retarget(&self, writer: &OpenWriter<S>, new_path: &str) -> FsResult<()> {
+        let key = self.file_key(new_path);
+        let info = self.store.head_object(&key).await?;
+        *lock(&writer.path) = new_path.to_string();
+        writer.handle.lock().await.retarget(&key, &info.etag);
+        Ok(())
+    }
+
+    /// link(2): COS has no hard links.
+    pub fn link(&self) -> FsResult<FileAttr> {
+        Err(FsError::Unsupported("hard links cannot be stored in COS"))
+    }
+}
+
+/// What a HEAD says about a file, as the core's stat.
+fn stat_of(info: &ObjectInfo) -> Stat {
+    let posix = PosixMeta::from_meta(&info.meta);
+    Stat {
+        size: info.size,
+        etag: Some(info.etag.clone()),
+        mtime: info.last_modified,
+        posix: Some(posix),
+    }
+}
