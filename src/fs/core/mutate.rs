@@ -815,3 +815,329 @@ fn stat_of(info: &ObjectInfo) -> Stat {
         posix: Some(posix),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::time::Duration;
+
+    use fuser::{Errno, FileType};
+
+    use super::*;
+    use crate::cos::memory::{MemoryStore, StoreOp};
+    use crate::fs::attr::AttrDefaults;
+    use crate::fs::core::FsConfig;
+    use crate::fs::inode::ROOT_INO;
+
+    struct Fixture {
+        store: Arc<MemoryStore>,
+        core: FsCore<MemoryStore>,
+        _spool: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let cfg = FsConfig {
+            prefix: String::new(),
+            defaults: AttrDefaults {
+                uid: 1,
+                gid: 2,
+                file_mode: 0o644,
+                dir_mode: 0o755,
+                read_only: false,
+            },
+            stat_ttl: Duration::from_secs(3600),
+            cache_size: 16 << 20,
+            read_only: false,
+        };
+        let core = FsCore::new(store.clone(), cfg);
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = WriteSettings::in_cache_dir(spool.path()).unwrap();
+        settings.write.part_size = 64 * 1024;
+        store.set_min_part_size(64 * 1024);
+        core.set_write_settings(settings);
+        Fixture {
+            store,
+            core,
+            _spool: spool,
+        }
+    }
+
+    impl Fixture {
+        async fn write_file(&self, parent: u64, name: &str, data: &[u8]) -> u64 {
+            let (attr, fh) = self
+                .core
+                .create_file(parent, OsStr::new(name), 0o640, 0o022, 7, 8)
+                .await
+                .unwrap();
+            for (i, chunk) in data.chunks(10_000).enumerate() {
+                self.core
+                    .write_file(fh, (i * 10_000) as u64, chunk)
+                    .await
+                    .unwrap();
+            }
+            self.core.flush_file(fh).await.unwrap();
+            self.core.release_file(fh).await;
+            attr.ino.0
+        }
+
+        async fn names(&self, ino: u64) -> Vec<(String, FileType)> {
+            let fh = self.core.opendir(ino).unwrap();
+            let (_, listing) = self.core.dir_listing(fh).await.unwrap();
+            self.core.releasedir(fh);
+            listing
+                .entries
+                .iter()
+                .map(|e| (e.name.clone(), e.kind.file_type()))
+                .collect()
+        }
+
+        async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr, Errno> {
+            self.core
+                .lookup(parent, OsStr::new(name))
+                .await
+                .map_err(|e| e.errno())
+        }
+    }
+
+    fn names(list: &[(&str, FileType)]) -> Vec<(String, FileType)> {
+        list.iter().map(|(n, t)| (n.to_string(), *t)).collect()
+    }
+
+    #[tokio::test]
+    async fn created_file_is_uploaded_on_flush_and_listed_right_after() {
+        let f = fixture();
+        // Cache the root listing first: the create must not leave it stale.
+        assert!(f.names(ROOT_INO).await.is_empty());
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+        let (attr, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("a.bin"), 0o640, 0o022, 7, 8)
+            .await
+            .unwrap();
+        assert_eq!(attr.perm, 0o640);
+        assert!(
+            f.store.get("a.bin").is_none(),
+            "no placeholder before the upload"
+        );
+        f.core.write_file(fh, 0, &data).await.unwrap();
+        assert_eq!(f.core.getattr(attr.ino.0).await.unwrap().size, 150_000);
+        assert_eq!(
+            f.core.read(fh, 149_990, 100).await.unwrap(),
+            &data[149_990..]
+        );
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(f.store.get("a.bin").unwrap(), data);
+        let obj = f.store.object("a.bin").unwrap();
+        assert_eq!(obj.meta["uid"], "7");
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("a.bin", FileType::RegularFile)])
+        );
+    }
+
+    #[tokio::test]
+    async fn overwrite_append_and_truncate_through_the_core() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "t", b"hello world").await;
+        let fh = f.core.open_for_write(ino, false).await.unwrap();
+        f.core.write_file(fh, 11, b"!!").await.unwrap();
+        f.core.write_file(fh, 0, b"H").await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(&f.store.get("t").unwrap()[..], b"Hello world!!");
+        let attr = f
+            .core
+            .setattr(ino, None, None, None, None, Some(5), None)
+            .await
+            .unwrap();
+        assert_eq!(attr.size, 5);
+        assert_eq!(&f.store.get("t").unwrap()[..], b"Hello");
+        let fh = f.core.open_for_write(ino, true).await.unwrap();
+        f.core.write_file(fh, 0, b"new").await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(&f.store.get("t").unwrap()[..], b"new");
+    }
+
+    #[tokio::test]
+    async fn chmod_chown_utimens_persist_in_cosfs_metadata() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "m", b"x").await;
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+        let attr = f
+            .core
+            .setattr(ino, None, Some(0o600), Some(42), Some(43), None, Some(when))
+            .await
+            .unwrap();
+        assert_eq!(
+            (attr.perm, attr.uid, attr.gid, attr.mtime),
+            (0o600, 42, 43, when)
+        );
+        let obj = f.store.object("m").unwrap();
+        assert_eq!(obj.meta["mode"], (libc::S_IFREG | 0o600).to_string());
+        assert_eq!(obj.meta["mtime"], "1500000000");
+        assert_eq!(&obj.data[..], b"x");
+    }
+
+    #[tokio::test]
+    async fn rename_file_and_directory_keep_listings_truthful() {
+        let f = fixture();
+        let d = f
+            .core
+            .mkdir(ROOT_INO, OsStr::new("d"), 0o755, 0o022, 1, 2)
+            .await
+            .unwrap()
+            .ino
+            .0;
+        for i in 0..5 {
+            f.write_file(d, &format!("f{i}"), format!("body {i}").as_bytes())
+                .await;
+        }
+        assert_eq!(f.names(d).await.len(), 5);
+        f.core
+            .rename(d, OsStr::new("f0"), ROOT_INO, OsStr::new("top"), 0)
+            .await
+            .unwrap();
+        assert_eq!(f.names(d).await.len(), 4);
+        assert_eq!(&f.store.get("top").unwrap()[..], b"body 0");
+        assert_eq!(f.lookup(d, "f0").await.unwrap_err(), Errno::ENOENT);
+
+        f.core
+            .rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("e", FileType::Directory), ("top", FileType::RegularFile)])
+        );
+        // The renamed directory keeps its inode; its listing shows the moved files.
+        assert_eq!(f.names(d).await.len(), 4);
+        assert_eq!(&f.store.get("e/f3").unwrap()[..], b"body 3");
+        assert!(f.store.get("d/").is_none());
+        assert!(f.store.get("e/").is_some());
+        assert_eq!(f.lookup(ROOT_INO, "d").await.unwrap_err(), Errno::ENOENT);
+    }
+
+    #[tokio::test]
+    async fn rename_of_a_file_still_open_for_writing_follows_it() {
+        let f = fixture();
+        let (_, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("tmp"), 0o644, 0, 0, 0)
+            .await
+            .unwrap();
+        f.core.write_file(fh, 0, b"first").await.unwrap();
+        f.core
+            .rename(
+                ROOT_INO,
+                OsStr::new("tmp"),
+                ROOT_INO,
+                OsStr::new("final"),
+                0,
+            )
+            .await
+            .unwrap();
+        f.core.write_file(fh, 5, b" second").await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert!(f.store.get("tmp").is_none());
+        assert_eq!(&f.store.get("final").unwrap()[..], b"first second");
+    }
+
+    #[tokio::test]
+    async fn rmdir_refuses_non_empty_and_unlink_removes() {
+        let f = fixture();
+        let d = f
+            .core
+            .mkdir(ROOT_INO, OsStr::new("d"), 0o750, 0, 1, 2)
+            .await
+            .unwrap();
+        assert_eq!(d.perm, 0o750);
+        f.write_file(d.ino.0, "x", b"1").await;
+        let err = f.core.rmdir(ROOT_INO, OsStr::new("d")).await.unwrap_err();
+        assert_eq!(err.errno(), Errno::ENOTEMPTY);
+        f.core.unlink(d.ino.0, OsStr::new("x")).await.unwrap();
+        assert!(f.names(d.ino.0).await.is_empty());
+        f.core.rmdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+        assert!(f.store.keys().is_empty());
+        assert_eq!(f.lookup(ROOT_INO, "d").await.unwrap_err(), Errno::ENOENT);
+    }
+
+    #[tokio::test]
+    async fn unlinking_a_file_being_written_stops_its_upload() {
+        let f = fixture();
+        let (_, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("gone"), 0o644, 0, 0, 0)
+            .await
+            .unwrap();
+        f.core.write_file(fh, 0, b"data").await.unwrap();
+        f.core.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert!(f.store.get("gone").is_none());
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_recognised_after_a_remount() {
+        let f = fixture();
+        let attr = f
+            .core
+            .symlink(ROOT_INO, OsStr::new("l"), Path::new("../t"), 3, 4)
+            .await
+            .unwrap();
+        assert_eq!(attr.kind, FileType::Symlink);
+        assert_eq!(f.core.readlink(attr.ino.0).await.unwrap(), b"../t");
+        // A fresh core over the same bucket (a remount) finds it with one HEAD.
+        let again = FsCore::new(f.store.clone(), f.core.cfg.clone());
+        let attr = again.lookup(ROOT_INO, OsStr::new("l")).await.unwrap();
+        assert_eq!((attr.kind, attr.uid), (FileType::Symlink, 3));
+        assert_eq!(again.readlink(attr.ino.0).await.unwrap(), b"../t");
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_fails_flush_and_keeps_the_old_version() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "k", b"old").await;
+        f.store.fail_next(StoreOp::PutObject, 100, || {
+            MemoryStore::service_error(503, "SlowDown")
+        });
+        let fh = f.core.open_for_write(ino, true).await.unwrap();
+        f.core.write_file(fh, 0, b"new data").await.unwrap();
+        let err = f.core.flush_file(fh).await.unwrap_err();
+        assert_eq!(err.errno(), Errno::EIO);
+        f.core.release_file(fh).await;
+        f.store.clear_faults();
+        assert_eq!(&f.store.get("k").unwrap()[..], b"old");
+        let spooled: Vec<_> = std::fs::read_dir(f._spool.path().join("spool"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(
+            spooled,
+            vec![b"new data".to_vec()],
+            "the data is kept in the spool"
+        );
+    }
+
+    #[tokio::test]
+    async fn hard_links_and_fifos_are_refused_and_read_only_mounts_refuse_writes() {
+        let f = fixture();
+        assert_eq!(f.core.link().unwrap_err().errno(), Errno::EPERM);
+        let err = f
+            .core
+            .mknod(ROOT_INO, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, 0, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), Errno::EPERM);
+        let mut cfg = f.core.cfg.clone();
+        cfg.read_only = true;
+        let ro = FsCore::new(f.store.clone(), cfg);
+        let err = ro
+            .create_file(ROOT_INO, OsStr::new("x"), 0o644, 0, 0, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), Errno::EROFS);
+    }
+}
