@@ -1,0 +1,386 @@
+//! Operation dispatch: COS picks the operation by method *and* query/headers (`?uploads`,
+//! `?partNumber&uploadId`, `?acl`, `x-cos-copy-source`, ...), so every request comes here and is
+//! matched to one handler, one file per API family. Shared helpers live here too.
+
+pub mod acl;
+pub mod bucket;
+pub mod cors;
+pub mod multipart;
+pub mod object;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use hyper::{Method, Response, StatusCode};
+
+use crate::auth::Caller;
+use crate::error::{CosErr, OpResult};
+use crate::model::{ObjectAttrs, ObjectMeta};
+use crate::server::Ctx;
+use crate::store::Bucket;
+
+/// COS's limit on the UTF-8 length of an object key.
+pub const MAX_KEY_BYTES: usize = 850;
+/// The largest single PUT / part (5 GB).
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Bound for XML request bodies (a Complete with 10000 parts is well under this).
+pub const MAX_XML_BODY: usize = 4 * 1024 * 1024;
+
+/// Stored content headers (besides `x-cos-meta-*`).
+pub const CONTENT_HEADERS: [&str; 5] = [
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "expires",
+];
+
+const STORAGE_CLASSES: [&str; 8] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "ARCHIVE",
+    "DEEP_ARCHIVE",
+    "INTELLIGENT_TIERING",
+    "MAZ_STANDARD",
+    "MAZ_STANDARD_IA",
+    "MAZ_INTELLIGENT_TIERING",
+];
+
+/// Bucket names: lowercase letters, digits and `-`, not at either end, at most 63 bytes
+/// (`examplebucket-1250000000`). Safe as a directory name by construction.
+pub fn valid_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Route a request to its handler.
+pub async fn dispatch(ctx: &mut Ctx) -> OpResult<Response<Body>> {
+    let Some(bucket_name) = ctx.bucket.clone() else {
+        return match ctx.method {
+            Method::GET => bucket::list_buckets(ctx),
+            _ => Err(CosErr::method_not_allowed()),
+        };
+    };
+    let q = &ctx.query;
+    if ctx.key.is_empty() {
+        if ctx.method == Method::PUT && !q.has("acl") && !q.has("cors") {
+            return bucket::put_bucket(ctx, &bucket_name);
+        }
+        let bucket = ctx
+            .app
+            .store
+            .bucket(&bucket_name)
+            .ok_or_else(CosErr::no_such_bucket)?;
+        let q = &ctx.query;
+        return match ctx.method {
+            Method::PUT if q.has("acl") => acl::put_bucket_acl(ctx, &bucket).await,
+            Method::PUT if q.has("cors") => cors::put_cors(ctx, &bucket).await,
+            Method::GET if q.has("acl") => acl::get_bucket_acl(ctx, &bucket),
+            Method::GET if q.has("cors") => cors::get_cors(ctx, &bucket),
+            Method::GET if q.has("location") => bucket::location(ctx, &bucket),
+            Method::GET if q.has("uploads") => multipart::list_uploads(ctx, &bucket),
+            Method::GET => bucket::list_objects(ctx, &bucket),
+            Method::HEAD => bucket::head_bucket(ctx, &bucket),
+            Method::DELETE if q.has("cors") => cors::delete_cors(ctx, &bucket),
+            Method::DELETE => bucket::delete_bucket(ctx, &bucket),
+            Method::POST if q.has("delete") => bucket::delete_multiple(ctx, &bucket).await,
+            Method::OPTIONS => cors::preflight(ctx, &bucket),
+            _ => Err(CosErr::method_not_allowed()),
+        };
+    }
+    let bucket = ctx
+        .app
+        .store
+        .bucket(&bucket_name)
+        .ok_or_else(CosErr::no_such_bucket)?;
+    if ctx.key.len() > MAX_KEY_BYTES {
+        return Err(CosErr::key_too_long());
+    }
+    let q = &ctx.query;
+    let copy = ctx.headers.contains_key("x-cos-copy-source");
+    match ctx.method {
+        Method::PUT if q.has("acl") => acl::put_object_acl(ctx, &bucket).await,
+        Method::PUT if q.has("partNumber") && q.has("uploadId") && copy => {
+            multipart::upload_part_copy(ctx, &bucket).await
+        }
+        Method::PUT if q.has("partNumber") && q.has("uploadId") => {
+            multipart::upload_part(ctx, &bucket).await
+        }
+        Method::PUT if copy => object::copy_object(ctx, &bucket).await,
+        Method::PUT => object::put_object(ctx, &bucket).await,
+        Method::GET if q.has("acl") => acl::get_object_acl(ctx, &bucket),
+        Method::GET if q.has("uploadId") => multipart::list_parts(ctx, &bucket),
+        Method::GET => object::get_object(ctx, &bucket, false),
+        Method::HEAD => object::get_object(ctx, &bucket, true),
+        Method::DELETE if q.has("uploadId") => multipart::abort(ctx, &bucket),
+        Method::DELETE => object::delete_object(ctx, &bucket),
+        Method::POST if q.has("uploads") => multipart::initiate(ctx, &bucket),
+        Method::POST if q.has("uploadId") => multipart::complete(ctx, &bucket).await,
+        Method::OPTIONS => cors::preflight(ctx, &bucket),
+        _ => Err(CosErr::method_not_allowed()),
+    }
+}
+
+// ---- access control ----
+
+/// What a request wants to do, for the anonymous-access rules.
+pub enum Access<'a> {
+    /// List the bucket / HEAD it.
+    ReadBucket,
+    /// Create, overwrite or delete objects.
+    Write,
+    /// Read this object.
+    ReadObject(&'a ObjectMeta),
+    /// Bucket administration, ACL and CORS changes: signed requests only.
+    Owner,
+}
+
+/// Any known credential owns everything. An unsigned request may read a public-read object
+/// (or, if the object's ACL is `default`, one in a public-read bucket), list a public-read
+/// bucket, and write to a public-read-write bucket.
+pub fn authorize(ctx: &Ctx, bucket: &Arc<Bucket>, access: Access<'_>) -> OpResult<()> {
+    if let Caller::Signed(_) = ctx.caller {
+        return Ok(());
+    }
+    let bucket_acl = bucket.config().acl;
+    let allowed = match access {
+        Access::ReadBucket => bucket_acl.public_read(),
+        Access::Write => bucket_acl.public_write(),
+        Access::ReadObject(meta) => {
+            if meta.acl.is_default() {
+                bucket_acl.public_read()
+            } else {
+                meta.acl.public_read()
+            }
+        }
+        Access::Owner => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(CosErr::access_denied("Access Denied."))
+    }
+}
+
+// ---- shared helpers ----
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+pub fn xml_response(body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.clone()));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    h.insert(hyper::header::CONTENT_LENGTH, body.len().into());
+    r
+}
+
+/// Set a header from text that might not be a valid header value (skipped then).
+pub fn set_header(resp: &mut Response<Body>, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        hyper::header::HeaderName::from_bytes(name.as_bytes()),
+        hyper::header::HeaderValue::from_str(value),
+    ) {
+        resp.headers_mut().insert(n, v);
+    }
+}
+
+/// The object attributes a PUT / Initiate / Replaced copy asks for.
+pub fn attrs_from_request(ctx: &Ctx) -> OpResult<ObjectAttrs> {
+    let mut headers = Vec::new();
+    for (name, value) in ctx.headers.iter() {
+        let name = name.as_str();
+        if CONTENT_HEADERS.contains(&name) || name.starts_with("x-cos-meta-") {
+            let value = value
+                .to_str()
+                .map_err(|_| CosErr::invalid_argument(format!("header {name} is not ASCII")))?;
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    Ok(ObjectAttrs {
+        headers,
+        storage_class: storage_class_from_request(ctx)?,
+        acl: acl::acl_from_headers(ctx, true)?
+            .unwrap_or_else(|| crate::model::Acl::canned("default")),
+    })
+}
+
+pub fn storage_class_from_request(ctx: &Ctx) -> OpResult<String> {
+    match ctx.header("x-cos-storage-class") {
+        None => Ok("STANDARD".to_string()),
+        Some(c) => {
+            let upper = c.trim().to_ascii_uppercase();
+            if STORAGE_CLASSES.contains(&upper.as_str()) {
+                Ok(upper)
+            } else {
+                Err(CosErr::invalid_argument(format!(
+                    "The storage class {c} is not supported."
+                )))
+            }
+        }
+    }
+}
+
+/// Check an optional `Content-MD5` against the received body.
+pub fn check_content_md5(ctx: &Ctx, actual: &[u8; 16]) -> OpResult<()> {
+    use base64::Engine;
+    let Some(given) = ctx.headers.get("content-md5") else {
+        return Ok(());
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(given.as_bytes())
+        .ok()
+        .filter(|d| d.len() == 16)
+        .ok_or_else(|| {
+            CosErr::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                "The Content-MD5 you specified is not valid.",
+            )
+        })?;
+    if decoded.as_slice() != actual {
+        return Err(CosErr::new(
+            StatusCode::BAD_REQUEST,
+            "BadDigest",
+            "The Content-MD5 you specified did not match what we received.",
+        ));
+    }
+    Ok(())
+}
+
+/// A Content-MD5 header that cannot be right is refused before the body is read.
+pub fn precheck_content_md5(ctx: &Ctx) -> OpResult<()> {
+    use base64::Engine;
+    if let Some(given) = ctx.headers.get("content-md5") {
+        let ok = base64::engine::general_purpose::STANDARD
+            .decode(given.as_bytes())
+            .is_ok_and(|d| d.len() == 16);
+        if !ok {
+            return Err(CosErr::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                "The Content-MD5 you specified is not valid.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Map a body-receiving failure to its COS error.
+pub fn receive_error(e: crate::store::ReceiveError) -> CosErr {
+    match e {
+        crate::store::ReceiveError::Body(_) => CosErr::new(
+            StatusCode::BAD_REQUEST,
+            "IncompleteBody",
+            "You did not provide the number of bytes specified by the Content-Length header.",
+        ),
+        crate::store::ReceiveError::TooLarge => CosErr::new(
+            StatusCode::BAD_REQUEST,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed object size.",
+        ),
+        crate::store::ReceiveError::Io(e) => e.into(),
+    }
+}
+
+/// RFC 1123 date for headers.
+pub fn http_date(ms: i64) -> String {
+    let secs = (ms.max(0) / 1000) as u64;
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// ISO-8601 with milliseconds, as in listings: `2020-12-10T03:37:30.000Z`.
+pub fn iso_date(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// ISO-8601 without fraction, as in CopyObjectResult: `2020-04-10T18:20:30Z`.
+pub fn iso_date_secs(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The owner id shown in listings and ACLs: the appid suffix of the bucket name.
+pub fn owner_uin(bucket: &str) -> String {
+    match bucket.rsplit_once('-') {
+        Some((_, appid)) if !appid.is_empty() && appid.bytes().all(|b| b.is_ascii_digit()) => {
+            appid.to_string()
+        }
+        _ => "1250000000".to_string(),
+    }
+}
+
+/// Percent-encode a key for `encoding-type=url` (`/` literal, space `%20`).
+pub fn url_encode_key(key: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const SET: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    utf8_percent_encode(key, SET).to_string()
+}
+
+/// Strip the quotes around an ETag from a header or XML.
+pub fn unquote(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        assert!(valid_bucket_name("examplebucket-1250000000"));
+        assert!(!valid_bucket_name("Example"));
+        assert!(!valid_bucket_name("../x"));
+        assert!(!valid_bucket_name("-a"));
+        assert!(!valid_bucket_name(""));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso_date(1_607_571_450_000), "2020-12-10T03:37:30.000Z");
+        assert_eq!(iso_date_secs(1_586_542_830_123), "2020-04-10T18:20:30Z");
+        assert_eq!(
+            http_date(1_586_511_305_000),
+            "Fri, 10 Apr 2020 09:35:05 GMT"
+        );
+    }
+
+    #[test]
+    fn url_encoding_of_keys() {
+        assert_eq!(
+            url_encode_key("照片/a b+c.jpg"),
+            "%E7%85%A7%E7%89%87/a%20b%2Bc.jpg"
+        );
+    }
+}

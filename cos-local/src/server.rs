@@ -1,0 +1,587 @@
+//! The HTTP side: accept loop, request context, addressing, faults, error rendering, CORS
+//! response headers and the access log.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::Write;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use base64::Engine;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+
+use crate::auth::{self, Caller, Credentials, SignedParts};
+use crate::error::CosErr;
+use crate::model::Acl;
+use crate::store::Store;
+use crate::xml::Xml;
+use crate::{ops, Config};
+
+/// One kind of injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 503 SlowDown before the request touches storage.
+    SlowDown,
+    /// The connection is dropped: before any response for requests without a body to send,
+    /// half-way through the body for GETs.
+    Reset,
+    /// `latency_ms` of extra delay before handling.
+    Latency,
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "slowdown" => Ok(FaultKind::SlowDown),
+            "reset" => Ok(FaultKind::Reset),
+            "latency" => Ok(FaultKind::Latency),
+            other => Err(format!(
+                "unknown fault kind {other:?} (expected slowdown, reset or latency)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FaultConfig {
+    /// Probability in [0, 1] that a request gets a fault.
+    pub rate: f64,
+    pub kinds: Vec<FaultKind>,
+    pub latency: Duration,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            rate: 0.0,
+            kinds: vec![FaultKind::SlowDown, FaultKind::Reset, FaultKind::Latency],
+            latency: Duration::from_millis(50),
+        }
+    }
+}
+
+impl FaultConfig {
+    fn pick(&self) -> Option<FaultKind> {
+        if self.rate <= 0.0 || self.kinds.is_empty() || rand::random::<f64>() >= self.rate {
+            return None;
+        }
+        let i = rand::random_range(0..self.kinds.len());
+        self.kinds.get(i).copied()
+    }
+}
+
+/// Shared server state.
+pub struct App {
+    pub store: Store,
+    pub credentials: Credentials,
+    pub region: String,
+    access_log: Option<Mutex<File>>,
+    faults: FaultConfig,
+}
+
+impl App {
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        let store = Store::open(&config.data_dir)?;
+        for bucket in &config.buckets {
+            if !ops::valid_bucket_name(bucket) {
+                anyhow::bail!("invalid bucket name {bucket:?} (use lowercase letters, digits and '-', like examplebucket-1250000000)");
+            }
+            store.create_bucket(bucket, Acl::canned("private"))?;
+        }
+        let access_log = match &config.access_log {
+            Some(path) => Some(Mutex::new(
+                OpenOptions::new().create(true).append(true).open(path)?,
+            )),
+            None => None,
+        };
+        Ok(App {
+            store,
+            credentials: config.credentials,
+            region: config.region,
+            access_log,
+            faults: config.faults,
+        })
+    }
+
+    fn log_access(&self, line: &str) {
+        if let Some(log) = &self.access_log {
+            let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+            // One write per line, so concurrent requests never interleave within a line.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+            let _ = f.flush();
+        }
+    }
+}
+
+/// The request body as a stream of chunks, counting what was read.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// Decoded query parameters in request order.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    /// Parse a raw query: split on `&`, then the first `=`; form-decode (`+` is a space).
+    pub fn parse(raw: &str) -> Query {
+        let decode = |s: &str| {
+            let spaced = s.replace('+', " ");
+            percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        };
+        Query(
+            raw.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (decode(k), decode(v))
+                })
+                .collect(),
+        )
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// Everything a handler sees about one request.
+pub struct Ctx {
+    pub app: Arc<App>,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Query,
+    /// None for service-level requests (no bucket in host or path).
+    pub bucket: Option<String>,
+    /// The decoded object key; empty for bucket-level requests.
+    pub key: String,
+    pub caller: Caller,
+    pub request_id: String,
+    /// The Host header (for Location in Complete and Resource in errors).
+    pub host: String,
+    body: Option<BodyStream>,
+}
+
+impl Ctx {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn take_body(&mut self) -> BodyStream {
+        self.body
+            .take()
+            .unwrap_or_else(|| Box::pin(futures::stream::empty()))
+    }
+    /// Read a small request body (XML) completely, refusing more than `max` bytes.
+    pub async fn small_body(&mut self, max: usize) -> Result<String, CosErr> {
+        let mut body = self.take_body();
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| {
+                CosErr::new(
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    "The request body was cut short.",
+                )
+            })?;
+            if buf.len() + chunk.len() > max {
+                return Err(CosErr::new(
+                    StatusCode::BAD_REQUEST,
+                    "EntityTooLarge",
+                    "The request body is too large.",
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        String::from_utf8(buf).map_err(|_| CosErr::malformed_xml("The body is not UTF-8."))
+    }
+}
+
+/// The error hyper sees when a `reset` fault drops a connection without a response.
+#[derive(Debug)]
+struct InjectedReset;
+impl std::fmt::Display for InjectedReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset injected by cos-local")
+    }
+}
+impl std::error::Error for InjectedReset {}
+
+/// Accept connections until `shutdown` completes.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn new_request_id() -> String {
+    base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Split the Host into (bucket, is_virtual_host): `{bucket}.anything` names the bucket, an IP
+/// or `localhost` (with or without port) means path style.
+fn bucket_from_host(host: &str) -> Option<String> {
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.parse::<IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
+        return None;
+    }
+    let (first, rest) = name.split_once('.')?;
+    // `cos.{region}.myqcloud.com` and `service.cos.myqcloud.com` are the path-style endpoints.
+    if rest.is_empty() || first == "cos" || first == "service" {
+        return None;
+    }
+    Some(first.to_ascii_lowercase())
+}
+
+/// Handle one request. Returns Err only to drop the connection (injected reset).
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, InjectedReset> {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let (parts, incoming) = req.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let method = parts.method.clone();
+    let bytes_in = Arc::new(AtomicU64::new(0));
+    let counter = bytes_in.clone();
+    let body: BodyStream = Box::pin(Body::new(incoming).into_data_stream().map(move |r| {
+        r.inspect(|b| {
+            counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+        })
+        .map_err(|e| e.to_string())
+    }));
+
+    let fault = app.faults.pick();
+    if fault == Some(FaultKind::Reset) && method != Method::GET {
+        // Dropped before storage is touched, so the failed request changed nothing.
+        log_line(
+            &app, &method, &raw_path, &raw_query, 0, &bytes_in, 0, started, "reset",
+        );
+        return Err(InjectedReset);
+    }
+    if fault == Some(FaultKind::Latency) {
+        tokio::time::sleep(app.faults.latency).await;
+    }
+
+    let host = parts
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut resource = format!("{host}{raw_path}");
+    let result = if fault == Some(FaultKind::SlowDown) {
+        Err(CosErr::slow_down())
+    } else {
+        prepare_and_dispatch(
+            &app,
+            &parts,
+            body,
+            &raw_path,
+            &raw_query,
+            &host,
+            &request_id,
+            &mut resource,
+        )
+        .await
+    };
+
+    let origin = parts
+        .headers
+        .get(hyper::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_string);
+    let mut resp = match result {
+        Ok((resp, bucket)) => {
+            let mut resp = resp;
+            if let (Some(origin), Some(bucket), false) = (origin, bucket, method == Method::OPTIONS)
+            {
+                ops::cors::add_actual_request_headers(
+                    &app,
+                    &bucket,
+                    &origin,
+                    method.as_str(),
+                    resp.headers_mut(),
+                );
+            }
+            resp
+        }
+        Err(e) => render_error(&e, &method, &resource, &request_id),
+    };
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-cos-request-id"), v);
+    }
+    headers.insert(
+        hyper::header::SERVER,
+        HeaderValue::from_static("tencent-cos"),
+    );
+    let status = resp.status().as_u16();
+    let out = if method == Method::HEAD {
+        0
+    } else {
+        resp.headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let note = if fault == Some(FaultKind::Reset) {
+        resp = cut_body_half_way(resp, out);
+        "reset"
+    } else if fault == Some(FaultKind::Latency) {
+        "latency"
+    } else if fault == Some(FaultKind::SlowDown) {
+        "slowdown"
+    } else {
+        ""
+    };
+    log_line(
+        &app, &method, &raw_path, &raw_query, status, &bytes_in, out, started, note,
+    );
+    Ok(resp)
+}
+
+/// Addressing, auth and dispatch. Returns the response and the bucket it concerned.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_and_dispatch(
+    app: &Arc<App>,
+    parts: &hyper::http::request::Parts,
+    body: BodyStream,
+    raw_path: &str,
+    raw_query: &str,
+    host: &str,
+    request_id: &str,
+    resource: &mut String,
+) -> Result<(Response<Body>, Option<String>), CosErr> {
+    // The path is decoded exactly once; `+` stays `+` (cos-protocol.md §2.4).
+    let decoded_path = percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| {
+            CosErr::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidURI",
+                "The path is not valid UTF-8.",
+            )
+        })?
+        .into_owned();
+    let query = Query::parse(raw_query);
+    let (bucket, key) = match bucket_from_host(host) {
+        Some(bucket) => (
+            Some(bucket),
+            decoded_path
+                .strip_prefix('/')
+                .unwrap_or(&decoded_path)
+                .to_string(),
+        ),
+        None => {
+            let rest = decoded_path.strip_prefix('/').unwrap_or(&decoded_path);
+            match rest.split_once('/') {
+                Some((b, k)) => (Some(b.to_string()), k.to_string()),
+                None if rest.is_empty() => (None, String::new()),
+                None => (Some(rest.to_string()), String::new()),
+            }
+        }
+    };
+    if let Some(b) = &bucket {
+        *resource = format!("{b}.cos.{}.myqcloud.com/{key}", app.region);
+    }
+    let caller = auth::verify(
+        &SignedParts {
+            method: parts.method.as_str(),
+            decoded_path: &decoded_path,
+            query: &query.0,
+            headers: &parts.headers,
+        },
+        &app.credentials,
+        cosmount::cos::sign::unix_now(),
+    )?;
+    let mut ctx = Ctx {
+        app: app.clone(),
+        method: parts.method.clone(),
+        headers: parts.headers.clone(),
+        query,
+        bucket: bucket.clone(),
+        key,
+        caller,
+        request_id: request_id.to_string(),
+        host: host.to_string(),
+        body: Some(body),
+    };
+    let resp = ops::dispatch(&mut ctx).await?;
+    Ok((resp, bucket))
+}
+
+/// The `<Error>` response (no body for HEAD).
+pub fn render_error(
+    e: &CosErr,
+    method: &Method,
+    resource: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let trace_id = new_request_id();
+    let mut x = Xml::new();
+    x.open("Error")
+        .leaf("Code", e.code)
+        .leaf("Message", &e.message)
+        .leaf("Resource", resource)
+        .leaf("RequestId", request_id)
+        .leaf("TraceId", &trace_id);
+    for (name, value) in &e.extra {
+        x.leaf(name, value);
+    }
+    x.close("Error");
+    let body = x.finish();
+    let mut builder = Response::builder()
+        .status(e.status)
+        .header(hyper::header::CONTENT_TYPE, "application/xml")
+        .header("x-cos-trace-id", trace_id);
+    if e.code == "InvalidRange" {
+        builder = builder.header(hyper::header::CONTENT_RANGE, "bytes */*");
+    }
+    let resp = if method == Method::HEAD {
+        builder.body(Body::empty())
+    } else {
+        builder
+            .header(hyper::header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+    };
+    resp.unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// For a `reset` fault on a GET: send the headers and half the body, then break the connection.
+fn cut_body_half_way(resp: Response<Body>, len: u64) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let mut remaining = len / 2;
+    let stream = body
+        .into_data_stream()
+        .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))
+        .take_while(move |r| {
+            let keep = match r {
+                Ok(chunk) if (chunk.len() as u64) <= remaining => {
+                    remaining -= chunk.len() as u64;
+                    true
+                }
+                _ => false,
+            };
+            futures::future::ready(keep)
+        })
+        .chain(futures::stream::once(async {
+            Err::<Bytes, _>(std::io::Error::other(InjectedReset.to_string()))
+        }));
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_line(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: &str,
+    status: u16,
+    bytes_in: &AtomicU64,
+    out: u64,
+    started: Instant,
+    note: &str,
+) {
+    if app.access_log.is_none() {
+        return;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+        .unwrap_or_default();
+    let target = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut line = format!(
+        "{stamp} {method} {target} {status} in={} out={out} ms={}",
+        bytes_in.load(Ordering::Relaxed),
+        started.elapsed().as_millis()
+    );
+    if !note.is_empty() {
+        line.push_str(" fault=");
+        line.push_str(note);
+    }
+    app.log_access(&line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addressing() {
+        assert_eq!(
+            bucket_from_host("examplebucket-1250000000.cos.ap-guangzhou.myqcloud.com").as_deref(),
+            Some("examplebucket-1250000000")
+        );
+        assert_eq!(
+            bucket_from_host("b-1.localhost:9000").as_deref(),
+            Some("b-1")
+        );
+        assert_eq!(bucket_from_host("127.0.0.1:9000"), None);
+        assert_eq!(bucket_from_host("localhost:9000"), None);
+        assert_eq!(bucket_from_host("localhost"), None);
+        assert_eq!(bucket_from_host("[::1]:9000"), None);
+        assert_eq!(bucket_from_host("cos.ap-guangzhou.myqcloud.com"), None);
+    }
+
+    #[test]
+    fn query_form_decoding() {
+        let q = Query::parse("prefix=a+b%2Fc&uploads&delimiter=%2F&x=");
+        assert_eq!(q.get("prefix"), Some("a b/c"));
+        assert!(q.has("uploads"));
+        assert_eq!(q.get("uploads"), Some(""));
+        assert_eq!(q.get("delimiter"), Some("/"));
+        assert_eq!(q.get("x"), Some(""));
+    }
+}
