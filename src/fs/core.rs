@@ -164,7 +164,7 @@ impl<S: ObjectStore> FsCore<S> {
             found
         };
         let found = found.ok_or(FsError::NotFound)?;
-        let (kind, stat) = self.refine_small_file(&path, &key, found).await?;
+        let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
         let (ino, stat) = self.inodes.remember(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }

@@ -34,7 +34,7 @@ use tokio::runtime::Handle;
 
 use crate::cos::ObjectStore;
 
-pub use self::core::{FsConfig, FsCore};
+pub use self::core::{FsConfig, FsCore, WriteSettings};
 use self::error::FsError;
 
 /// Kernel background requests (readahead) allowed in flight; fuser's default of 16 starves a

@@ -227,24 +227,53 @@ impl<S: ObjectStore> FsCore<S> {
         Some((Kind::File, Stat { size, ..node.stat }))
     }
 
-    /// A listing shows a small object as a file; it may be a symlink (cosfs stores those as
-    /// objects with S_IFLNK in `x-cos-meta-mode`). Objects that could hold a link target are
-    /// checked with one HEAD, once per stat TTL (the result stays on the inode).
-    pub(super) async fn refine_small_file(
+    /// What a listing cannot tell, for a lookup: a small object may be a symlink (cosfs
+    /// stores those as objects with S_IFLNK in `x-cos-meta-mode`), and a directory's mode and
+    /// owner live on its `dir/` marker. One HEAD tells, once per stat TTL (the result stays on
+    /// the inode). Big files cost nothing here: their metadata is read at open.
+    pub(super) async fn refine_lookup(
         &self,
         path: &str,
         key: &str,
         found: (Kind, Stat),
     ) -> FsResult<(Kind, Stat)> {
         let (kind, stat) = found;
-        if kind != Kind::File || stat.posix.is_some() || stat.size > namespace::MAX_LINK_TARGET {
+        if stat.posix.is_some() {
             return Ok((kind, stat));
         }
         if let Some((_, node)) = self.inodes.by_path(path) {
-            let same_version = node.stat.etag.is_some() && node.stat.etag == stat.etag;
-            if same_version && node.stat.posix.is_some() {
+            let same_version = node.stat.etag == stat.etag;
+            let fresh = node.stat_at.elapsed() < self.cfg.stat_ttl;
+            if node.kind == kind && same_version && fresh && node.stat.posix.is_some() {
                 return Ok((node.kind, node.stat));
             }
+        }
+        if kind == Kind::Dir {
+            if path.is_empty() {
+                return Ok((kind, stat));
+            }
+            return match self.store.head_object(&format!("{key}/")).await {
+                Ok(info) => Ok((
+                    kind,
+                    Stat {
+                        posix: Some(PosixMeta::from_meta(&info.meta)),
+                        ..stat
+                    },
+                )),
+                // An implied directory (no marker): the mount's defaults apply (and are now
+                // known, so the next lookup does not ask again).
+                Err(e) if e.is_not_found() => Ok((
+                    kind,
+                    Stat {
+                        posix: Some(PosixMeta::default()),
+                        ..stat
+                    },
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if kind != Kind::File || stat.size > namespace::MAX_LINK_TARGET {
+            return Ok((kind, stat));
         }
         let info = match self.store.head_object(key).await {
             Ok(info) => info,
@@ -386,10 +415,11 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
+        let mut handle = writer.handle.lock().await;
         if writer.unlinked.load(Ordering::SeqCst) {
+            handle.discard();
             return Ok(());
         }
-        let mut handle = writer.handle.lock().await;
         if !handle.is_dirty() {
             // Still report a failure from earlier (the state is sticky).
             handle.flush().await?;
