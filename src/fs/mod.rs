@@ -11,7 +11,10 @@ pub mod core;
 pub mod dir;
 pub mod error;
 pub mod inode;
+pub mod namespace;
 pub mod read;
+pub mod spool;
+pub mod write;
 
 use std::ffi::OsStr;
 use std::future::Future;
