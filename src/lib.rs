@@ -3,6 +3,10 @@
 //! Layers (dependencies point one way): `fs` -> `cache`, `fs` -> `cos`; `cos` knows nothing of FUSE.
 
 pub mod app;
+pub mod cache;
+pub mod cli;
 pub mod cos;
+pub mod credentials;
+pub mod fs;
 pub mod metrics;
 pub mod tools;

@@ -605,6 +605,18 @@ impl Client {
         query: &[(String, String)],
         expires: Duration,
     ) -> Result<String> {
+        let key_time = KeyTime::around_now(expires.as_secs() as i64, self.clock_offset());
+        self.presigned_url_with_time(method, key, query, key_time)
+    }
+
+    /// [`Client::presigned_url`] for an explicit signing window (reproducible URLs).
+    pub fn presigned_url_with_time(
+        &self,
+        method: &Method,
+        key: Option<&str>,
+        query: &[(String, String)],
+        key_time: KeyTime,
+    ) -> Result<String> {
         if let Some(k) = key {
             validate_key(k)?;
         }
@@ -613,7 +625,6 @@ impl Client {
             params.push(("x-cos-security-token".into(), token.clone()));
         }
         let (wire_path, signed_path) = self.paths(key);
-        let key_time = KeyTime::around_now(expires.as_secs() as i64, self.clock_offset());
         let signature = sign::sign(
             &self.inner.config.credentials.secret_key,
             key_time,

@@ -156,6 +156,8 @@ struct State {
     objects: BTreeMap<String, StoredObject>,
     uploads: HashMap<String, PendingUpload>,
     faults: Vec<Fault>,
+    /// Per op: how many more answers report a wrong CRC-64.
+    corrupt_crc: HashMap<StoreOp, u64>,
     latency: HashMap<StoreOp, Duration>,
 }
 
@@ -279,6 +281,22 @@ impl MemoryStore {
             remaining: times,
             make: Arc::new(make),
         });
+    }
+
+    /// The next `times` successful calls of `op` report a wrong CRC-64 (the data is stored
+    /// intact), to test that callers check what COS says it stored.
+    pub fn corrupt_next_crc(&self, op: StoreOp, times: u64) {
+        self.lock().corrupt_crc.insert(op, times);
+    }
+
+    /// Apply a pending CRC corruption for `op` to an answer.
+    fn report(&self, op: StoreOp, mut result: PutResult) -> PutResult {
+        let mut state = self.lock();
+        if let Some(left) = state.corrupt_crc.get_mut(&op).filter(|n| **n > 0) {
+            *left -= 1;
+            result.crc64 = result.crc64.map(|c| c ^ 0xDEAD_BEEF);
+        }
+        result
     }
 
     /// Drop every pending injected failure.
@@ -556,7 +574,7 @@ impl ObjectStore for MemoryStore {
             crc64: Some(obj.crc64),
         };
         self.lock().objects.insert(key.to_string(), obj);
-        Ok(result)
+        Ok(self.report(StoreOp::PutObject, result))
     }
 
     async fn delete_object(&self, key: &str) -> Result<()> {
@@ -609,7 +627,8 @@ impl ObjectStore for MemoryStore {
             crc64: Some(copy.crc64),
         };
         state.objects.insert(dest_key.to_string(), copy);
-        Ok(result)
+        drop(state);
+        Ok(self.report(StoreOp::CopyObject, result))
     }
 
     async fn initiate_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
@@ -635,7 +654,8 @@ impl ObjectStore for MemoryStore {
         body: Bytes,
     ) -> Result<PutResult> {
         let _call = self.begin(StoreOp::UploadPart).await?;
-        self.store_part(key, upload_id, part_number, body)
+        let result = self.store_part(key, upload_id, part_number, body)?;
+        Ok(self.report(StoreOp::UploadPart, result))
     }
 
     async fn upload_part_copy(
@@ -667,7 +687,8 @@ impl ObjectStore for MemoryStore {
                 }
             }
         };
-        self.store_part(key, upload_id, part_number, data)
+        let result = self.store_part(key, upload_id, part_number, data)?;
+        Ok(self.report(StoreOp::UploadPartCopy, result))
     }
 
     async fn complete_multipart(
@@ -726,7 +747,8 @@ impl ObjectStore for MemoryStore {
         };
         state.uploads.remove(upload_id);
         state.objects.insert(key.to_string(), obj);
-        Ok(result)
+        drop(state);
+        Ok(self.report(StoreOp::CompleteMultipart, result))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

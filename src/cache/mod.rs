@@ -1,0 +1,9 @@
+//! Caches with budgets: a TTL metadata cache bounded in entries, and a data block cache
+//! bounded in bytes. Both are LRU; neither knows about COS or FUSE.
+
+pub mod block;
+mod lru;
+pub mod meta;
+
+pub use block::{BlockCache, BlockKey};
+pub use meta::TtlCache;

@@ -1,0 +1,194 @@
+//! Object metadata -> `stat`. Size, ETag and LastModified come from listings (or HEAD);
+//! mode/uid/gid/mtime come from cosfs's `x-cos-meta-mode/uid/gid/mtime` once a HEAD has seen
+//! them, else from the mount options. Nothing here ever produces mode 0000.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+
+/// Reported block size: large, so `cp` and friends use big buffers.
+const BLKSIZE: u32 = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+impl Kind {
+    pub fn file_type(self) -> FileType {
+        match self {
+            Kind::File => FileType::RegularFile,
+            Kind::Dir => FileType::Directory,
+        }
+    }
+}
+
+/// What cosmount knows about an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    /// Quotes stripped; `None` for directories without a marker.
+    pub etag: Option<String>,
+    pub mtime: SystemTime,
+    /// POSIX metadata from x-cos-meta-*; `None` until a HEAD has been done.
+    pub posix: Option<PosixMeta>,
+}
+
+impl Stat {
+    pub fn directory(mtime: SystemTime) -> Self {
+        Stat {
+            size: 0,
+            etag: None,
+            mtime,
+            posix: None,
+        }
+    }
+}
+
+/// cosfs-compatible metadata (`x-cos-meta-mode` is the decimal st_mode including type bits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PosixMeta {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl PosixMeta {
+    /// From the `x-cos-meta-*` map (names without the prefix, lower case). Values that do not
+    /// parse are ignored: foreign metadata must not make a file unreadable.
+    pub fn from_meta(meta: &BTreeMap<String, String>) -> Self {
+        let num = |name: &str| meta.get(name).and_then(|v| v.trim().parse::<u32>().ok());
+        let mtime = meta
+            .get("mtime")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e12)
+            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s));
+        PosixMeta {
+            // A mode without any permission bit would hide the file from its owner; ignore it.
+            mode: num("mode").filter(|m| m & 0o7777 != 0),
+            uid: num("uid"),
+            gid: num("gid"),
+            mtime,
+        }
+    }
+}
+
+/// Mount-wide defaults for what objects do not say.
+#[derive(Debug, Clone)]
+pub struct AttrDefaults {
+    pub uid: u32,
+    pub gid: u32,
+    pub file_mode: u32,
+    pub dir_mode: u32,
+    /// Read-only mounts drop the write bits so tools do not try and fail.
+    pub read_only: bool,
+}
+
+pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAttr {
+    let posix = stat.posix.clone().unwrap_or_default();
+    let default_mode = match kind {
+        Kind::File => d.file_mode,
+        Kind::Dir => d.dir_mode,
+    };
+    let mut perm = posix.mode.map(|m| m & 0o7777).unwrap_or(default_mode);
+    if d.read_only {
+        perm &= !0o222;
+    }
+    if perm & 0o777 == 0 {
+        perm = default_mode;
+    }
+    let mtime = posix.mtime.unwrap_or(stat.mtime);
+    FileAttr {
+        ino: INodeNo(ino),
+        size: stat.size,
+        blocks: stat.size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: mtime,
+        crtime: mtime,
+        kind: kind.file_type(),
+        perm: perm as u16,
+        nlink: match kind {
+            Kind::File => 1,
+            Kind::Dir => 2,
+        },
+        uid: posix.uid.unwrap_or(d.uid),
+        gid: posix.gid.unwrap_or(d.gid),
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> AttrDefaults {
+        AttrDefaults {
+            uid: 1000,
+            gid: 100,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn defaults_without_metadata() {
+        let s = Stat {
+            size: 1000,
+            etag: Some("e".into()),
+            mtime: UNIX_EPOCH,
+            posix: None,
+        };
+        let a = file_attr(5, Kind::File, &s, &defaults());
+        assert_eq!(
+            (a.perm, a.uid, a.gid, a.size, a.blocks),
+            (0o644, 1000, 100, 1000, 2)
+        );
+        let d = file_attr(6, Kind::Dir, &Stat::directory(UNIX_EPOCH), &defaults());
+        assert_eq!((d.perm, d.kind), (0o755, FileType::Directory));
+    }
+
+    #[test]
+    fn cosfs_metadata_wins_and_bad_values_are_ignored() {
+        let meta: BTreeMap<String, String> = [
+            ("mode", "33200"), // 0100660
+            ("uid", "42"),
+            ("gid", "nope"),
+            ("mtime", "1700000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Stat {
+            size: 1,
+            etag: None,
+            mtime: UNIX_EPOCH,
+            posix: Some(PosixMeta::from_meta(&meta)),
+        };
+        let a = file_attr(5, Kind::File, &s, &defaults());
+        assert_eq!((a.perm, a.uid, a.gid), (0o660, 42, 100));
+        assert_eq!(a.mtime, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let zero: BTreeMap<String, String> = [("mode".to_string(), "32768".to_string())].into();
+        let s = Stat {
+            posix: Some(PosixMeta::from_meta(&zero)),
+            ..s
+        };
+        assert_eq!(file_attr(5, Kind::File, &s, &defaults()).perm, 0o644);
+    }
+
+    #[test]
+    fn read_only_drops_write_bits() {
+        let d = AttrDefaults {
+            read_only: true,
+            ..defaults()
+        };
+        let a = file_attr(5, Kind::File, &Stat::directory(UNIX_EPOCH), &d);
+        assert_eq!(a.perm, 0o444);
+    }
+}

@@ -1,0 +1,148 @@
+//! The filesystem's error type and the one place where errors become errno.
+//!
+//! Every choice of errno is made in [`FsError::errno`], an exhaustive match (no catch-all over
+//! our own variants), so a new variant does not compile until someone picks its errno. COS error
+//! codes are strings, so that part of the match has a final arm: everything COS answered that
+//! has no better meaning is EIO, logged with the code and request id by the caller.
+
+use std::sync::Arc;
+
+use fuser::Errno;
+
+use crate::cos::CosError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Boxed: COS errors are large and rare, `FsResult` is on every hot path.
+    #[error(transparent)]
+    Cos(Box<CosError>),
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    /// A name over 255 bytes, or a full key over COS's 850-byte limit.
+    #[error("name too long: {0}")]
+    NameTooLong(String),
+    /// A name no COS key can hold (e.g. not UTF-8, or containing CR/LF).
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    #[error("unknown inode {0}")]
+    UnknownInode(u64),
+    #[error("unknown file handle {0}")]
+    BadHandle(u64),
+    #[error("read-only file system")]
+    ReadOnly,
+    /// The object changed (new ETag) while a handle had it open: reading on would mix versions.
+    #[error("object {key} changed while open (ETag {opened} at open)")]
+    ObjectChanged { key: String, opened: String },
+    /// A GET answered with a different length than asked for.
+    #[error("short read of {key}: wanted {wanted} bytes at {offset}, got {got}")]
+    ShortRead {
+        key: String,
+        offset: u64,
+        wanted: u64,
+        got: u64,
+    },
+    /// A bug or a cancelled task inside cosmount; never expected.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The same failure seen by several waiters (one GET feeds many reads).
+    #[error("{0}")]
+    Shared(Arc<FsError>),
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+impl From<CosError> for FsError {
+    fn from(e: CosError) -> Self {
+        FsError::Cos(Box::new(e))
+    }
+}
+
+impl FsError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            FsError::Cos(e) => cos_errno(e),
+            FsError::NotFound => Errno::ENOENT,
+            FsError::NotADirectory => Errno::ENOTDIR,
+            FsError::IsADirectory => Errno::EISDIR,
+            FsError::NameTooLong(_) => Errno::ENAMETOOLONG,
+            FsError::InvalidName(_) => Errno::EINVAL,
+            FsError::UnknownInode(_) => Errno::ENOENT,
+            FsError::BadHandle(_) => Errno::EBADF,
+            FsError::ReadOnly => Errno::EROFS,
+            // EIO, not ESTALE: the caller should see a hard error and reopen deliberately.
+            FsError::ObjectChanged { .. } => Errno::EIO,
+            FsError::ShortRead { .. } => Errno::EIO,
+            FsError::Internal(_) => Errno::EIO,
+            FsError::Shared(inner) => inner.errno(),
+        }
+    }
+
+    /// Errors a user expects in normal operation (a missing file); not worth a warning.
+    pub fn is_routine(&self) -> bool {
+        match self {
+            FsError::Shared(inner) => inner.is_routine(),
+            other => {
+                let e = other.errno();
+                e == Errno::ENOENT || e == Errno::ENOTDIR || e == Errno::EISDIR || e == Errno::EROFS
+            }
+        }
+    }
+}
+
+fn cos_errno(e: &CosError) -> Errno {
+    match e {
+        CosError::Service(s) => match s.code.as_str() {
+            "NoSuchKey" => Errno::ENOENT,
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => Errno::EACCES,
+            "KeyTooLong" => Errno::ENAMETOOLONG,
+            // A changed object under an open handle (If-Match); the caller logs which.
+            "PreconditionFailed" => Errno::EIO,
+            // NoSuchBucket while mounted, throttling that outlived the retries, 5xx, ...
+            _ => Errno::EIO,
+        },
+        CosError::Network { .. } => Errno::EIO,
+        CosError::InvalidResponse(_) => Errno::EIO,
+        CosError::InvalidInput(msg) if is_key_too_long(msg) => Errno::ENAMETOOLONG,
+        CosError::InvalidInput(_) => Errno::EINVAL,
+        CosError::Io(_) => Errno::EIO,
+    }
+}
+
+fn is_key_too_long(msg: &str) -> bool {
+    msg.contains("KeyTooLong") || msg.contains("key too long")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cos::ServiceError;
+
+    fn service(code: &str, status: u16) -> FsError {
+        FsError::from(CosError::Service(ServiceError {
+            status,
+            code: code.into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn cos_codes_map_as_designed() {
+        assert_eq!(service("NoSuchKey", 404).errno(), Errno::ENOENT);
+        assert_eq!(service("AccessDenied", 403).errno(), Errno::EACCES);
+        assert_eq!(service("KeyTooLong", 400).errno(), Errno::ENAMETOOLONG);
+        assert_eq!(service("PreconditionFailed", 412).errno(), Errno::EIO);
+        assert_eq!(service("SlowDown", 503).errno(), Errno::EIO);
+        let long = FsError::from(CosError::InvalidInput(
+            "key too long (KeyTooLong): 900 bytes".into(),
+        ));
+        assert_eq!(long.errno(), Errno::ENAMETOOLONG);
+        let shared = FsError::Shared(Arc::new(FsError::NotFound));
+        assert_eq!(shared.errno(), Errno::ENOENT);
+        assert!(shared.is_routine());
+        assert!(!service("InternalError", 500).is_routine());
+    }
+}

@@ -1,0 +1,223 @@
+//! The inode table: inode number <-> path, with the kernel's lookup counts.
+//!
+//! A path keeps its inode number while the kernel remembers it (lookup count > 0), so hard-won
+//! metadata (a HEAD's x-cos-meta-*, the ETag seen at the last open) stays attached to it. A path
+//! that changes kind (a file replaced by a directory) gets a fresh inode number.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::attr::{Kind, Stat};
+
+pub const ROOT_INO: u64 = 1;
+
+/// A copy of what the table knows about one inode.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Path relative to the mount root, without leading or trailing `/`; "" is the root.
+    pub path: Arc<str>,
+    pub kind: Kind,
+    pub stat: Stat,
+    /// When `stat` was last confirmed by COS.
+    pub stat_at: Instant,
+}
+
+struct Entry {
+    node: Node,
+    lookups: u64,
+    /// ETag seen by the last open(); an open that sees the same ETag keeps the page cache.
+    opened_etag: Option<String>,
+}
+
+struct Inner {
+    next_ino: u64,
+    nodes: HashMap<u64, Entry>,
+    by_path: HashMap<Arc<str>, u64>,
+}
+
+pub struct InodeTable {
+    inner: Mutex<Inner>,
+}
+
+impl InodeTable {
+    pub fn new(root: Stat) -> Self {
+        let path: Arc<str> = Arc::from("");
+        let root = Entry {
+            node: Node {
+                path: path.clone(),
+                kind: Kind::Dir,
+                stat: root,
+                stat_at: Instant::now(),
+            },
+            // The root is never forgotten.
+            lookups: 1,
+            opened_etag: None,
+        };
+        Self {
+            inner: Mutex::new(Inner {
+                next_ino: ROOT_INO + 1,
+                nodes: HashMap::from([(ROOT_INO, root)]),
+                by_path: HashMap::from([(path, ROOT_INO)]),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Node> {
+        self.lock().nodes.get(&ino).map(|e| e.node.clone())
+    }
+
+    /// Record that the kernel now knows `path` (one more lookup) and return its inode number
+    /// and the stat to report (which keeps HEAD-learned metadata when the ETag is unchanged).
+    pub fn remember(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Stat) {
+        let mut inner = self.lock();
+        if let Some(&ino) = inner.by_path.get(path) {
+            if let Some(e) = inner.nodes.get_mut(&ino) {
+                if e.node.kind == kind {
+                    e.lookups += 1;
+                    merge_stat(&mut e.node, stat);
+                    return (ino, e.node.stat.clone());
+                }
+            }
+        }
+        let ino = inner.next_ino;
+        inner.next_ino += 1;
+        let path: Arc<str> = Arc::from(path);
+        let node = Node {
+            path: path.clone(),
+            kind,
+            stat: stat.clone(),
+            stat_at: Instant::now(),
+        };
+        inner.nodes.insert(
+            ino,
+            Entry {
+                node,
+                lookups: 1,
+                opened_etag: None,
+            },
+        );
+        inner.by_path.insert(path, ino);
+        (ino, stat)
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut inner = self.lock();
+        let gone = match inner.nodes.get_mut(&ino) {
+            Some(e) => {
+                e.lookups = e.lookups.saturating_sub(n);
+                (e.lookups == 0).then(|| e.node.path.clone())
+            }
+            None => None,
+        };
+        if let Some(path) = gone {
+            inner.nodes.remove(&ino);
+            if inner.by_path.get(&path) == Some(&ino) {
+                inner.by_path.remove(&path);
+            }
+        }
+    }
+
+    /// COS confirmed (or changed) what we know about `ino`.
+    pub fn refresh(&self, ino: u64, stat: Stat) -> Option<Node> {
+        let mut inner = self.lock();
+        let e = inner.nodes.get_mut(&ino)?;
+        merge_stat(&mut e.node, stat);
+        Some(e.node.clone())
+    }
+
+    /// Record the ETag an open() saw; true when it equals the previous open's, so the kernel
+    /// may keep its page cache.
+    pub fn note_open(&self, ino: u64, etag: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.nodes.get_mut(&ino) {
+            Some(e) => {
+                let same = e.opened_etag.as_deref() == Some(etag);
+                e.opened_etag = Some(etag.to_string());
+                same
+            }
+            None => false,
+        }
+    }
+}
+
+fn merge_stat(node: &mut Node, mut fresh: Stat) {
+    if fresh.posix.is_none() && fresh.etag.is_some() && fresh.etag == node.stat.etag {
+        // A listing cannot see x-cos-meta-*; keep what a HEAD of the same version found.
+        fresh.posix = node.stat.posix.take();
+    }
+    node.stat = fresh;
+    node.stat_at = Instant::now();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::attr::PosixMeta;
+    use std::time::UNIX_EPOCH;
+
+    fn file(etag: &str) -> Stat {
+        Stat {
+            size: 1,
+            etag: Some(etag.into()),
+            mtime: UNIX_EPOCH,
+            posix: None,
+        }
+    }
+
+    #[test]
+    fn same_path_same_inode_until_forgotten() {
+        let t = InodeTable::new(Stat::directory(UNIX_EPOCH));
+        let (a, _) = t.remember("a", Kind::File, file("1"));
+        let (a2, _) = t.remember("a", Kind::File, file("1"));
+        assert_eq!(a, a2);
+        t.forget(a, 1);
+        assert!(t.get(a).is_some());
+        t.forget(a, 1);
+        assert!(t.get(a).is_none());
+        let (a3, _) = t.remember("a", Kind::File, file("1"));
+        assert_ne!(a3, a);
+        let (d, _) = t.remember("a", Kind::Dir, Stat::directory(UNIX_EPOCH));
+        assert_ne!(d, a3, "a kind change gets a new inode");
+        t.forget(ROOT_INO, 100);
+        assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn head_metadata_survives_a_listing_of_the_same_version() {
+        let t = InodeTable::new(Stat::directory(UNIX_EPOCH));
+        let posix = PosixMeta {
+            uid: Some(7),
+            ..Default::default()
+        };
+        let (a, _) = t.remember(
+            "a",
+            Kind::File,
+            Stat {
+                posix: Some(posix.clone()),
+                ..file("1")
+            },
+        );
+        let (_, s) = t.remember("a", Kind::File, file("1"));
+        assert_eq!(s.posix, Some(posix));
+        let n = t.refresh(a, file("2")).unwrap();
+        assert_eq!(n.stat.posix, None, "a new version drops the old metadata");
+    }
+
+    #[test]
+    fn keep_cache_only_for_the_same_etag() {
+        let t = InodeTable::new(Stat::directory(UNIX_EPOCH));
+        let (a, _) = t.remember("a", Kind::File, file("1"));
+        assert!(!t.note_open(a, "1"));
+        assert!(t.note_open(a, "1"));
+        assert!(!t.note_open(a, "2"));
+    }
+}

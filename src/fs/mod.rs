@@ -1,0 +1,549 @@
+//! The filesystem. `CosFs` is the fuser adapter: each callback only unpacks its arguments,
+//! spawns the matching async fn of [`FsCore`] on the tokio runtime, and replies inside the task,
+//! so the FUSE loop never waits on the network and a slow listing never stalls a `cat`.
+//!
+//! Errors become errno in one place ([`error::FsError::errno`]) and are logged in one place
+//! ([`fail`]). Write operations are not implemented yet: they all answer EROFS (see
+//! [`CosFs::refuse_write`]), on `ro` and `rw` mounts alike, until the write path lands.
+
+pub mod attr;
+pub mod core;
+pub mod dir;
+pub mod error;
+pub mod inode;
+pub mod namespace;
+pub mod read;
+pub mod spool;
+pub mod write;
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::cos::ObjectStore;
+
+pub use self::core::{FsConfig, FsCore};
+use self::error::FsError;
+
+/// Kernel background requests (readahead) allowed in flight; fuser's default of 16 starves a
+/// network filesystem whose every request waits on the network.
+const MAX_BACKGROUND: u16 = 64;
+
+/// Reported by statfs: COS has no capacity limit, so report a large, round 1 PiB free.
+const STATFS_BLOCK: u32 = 4096;
+const STATFS_BLOCKS: u64 = (1 << 50) / STATFS_BLOCK as u64;
+const STATFS_FILES: u64 = 1 << 32;
+
+/// The fuser `Filesystem` for a COS bucket.
+pub struct CosFs<S: ObjectStore> {
+    core: Arc<FsCore<S>>,
+    rt: Handle,
+    /// Kernel entry/attribute TTL.
+    ttl: Duration,
+    warned_write: Arc<AtomicBool>,
+}
+
+/// Every reply type has `error(Errno)`; this lets one function reply to any op with an error.
+pub trait ErrorReply {
+    fn reply_error(self, errno: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {$(
+        impl ErrorReply for $t {
+            fn reply_error(self, errno: Errno) {
+                self.error(errno)
+            }
+        }
+    )*};
+}
+error_reply!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyData,
+    ReplyOpen,
+    ReplyEmpty,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyStatfs,
+    ReplyWrite,
+    ReplyCreate,
+    ReplyXattr
+);
+
+/// Reply with the error's errno, logging it: routine misses at debug, everything else (with the
+/// COS code and request id inside the error's text) at warn.
+pub fn fail<R: ErrorReply>(op: &'static str, err: FsError, reply: R) {
+    let errno = err.errno();
+    if err.is_routine() {
+        tracing::debug!(op, errno = errno.code(), "{err}");
+    } else {
+        tracing::warn!(op, errno = errno.code(), "{err}");
+    }
+    reply.reply_error(errno);
+}
+
+impl<S: ObjectStore> CosFs<S> {
+    pub fn new(core: Arc<FsCore<S>>, rt: Handle, ttl: Duration) -> Self {
+        CosFs {
+            core,
+            rt,
+            ttl,
+            warned_write: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
+    fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<FsCore<S>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f(self.core.clone()));
+    }
+
+    /// Every write op goes through here until the write path exists: EROFS, logged once.
+    fn refuse_write<R: ErrorReply>(&self, op: &'static str, reply: R) {
+        if !self.core.config().read_only && !self.warned_write.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                op,
+                "write operations are not supported yet; answering EROFS"
+            );
+        }
+        reply.reply_error(Errno::EROFS);
+    }
+}
+
+impl<S: ObjectStore> Filesystem for CosFs<S> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // READDIRPLUS always (not AUTO): `ls -l` then needs no lookup per entry.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
+            tracing::info!("kernel lacks {missing:?}; directory listings use plain READDIR");
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.to_os_string();
+        let ttl = self.ttl;
+        self.spawn(move |core| async move {
+            match core.lookup(parent.0, &name).await {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => fail("lookup", e, reply),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ttl = self.ttl;
+        self.spawn(move |core| async move {
+            match core.getattr(ino.0).await {
+                Ok(attr) => reply.attr(&ttl, &attr),
+                Err(e) => fail("getattr", e, reply),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY
+            || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
+        if write {
+            return self.refuse_write("open", reply);
+        }
+        self.spawn(move |core| async move {
+            match core.open(ino.0, false).await {
+                Ok((fh, keep_cache)) => {
+                    let flags = if keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(fh), flags)
+                }
+                Err(e) => fail("open", e, reply),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn(move |core| async move {
+            match core.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => fail("read", e, reply),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Read handles have nothing to flush.
+        if self.core.has_file_handle(fh.0) {
+            reply.ok()
+        } else {
+            reply.error(Errno::EBADF)
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.core.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever dirty on the read path.
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.core.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => fail("opendir", e, reply),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.spawn(move |core| async move {
+            let (handle, listing) = match core.dir_listing(fh.0).await {
+                Ok(v) => v,
+                Err(e) => return fail("readdir", e, reply),
+            };
+            // Offsets: 0 = ".", 1 = "..", 2 + i = entry i; each entry carries the next offset.
+            let mut next = offset;
+            if next == 0 {
+                if reply.add(ino, 1, fuser::FileType::Directory, ".") {
+                    return reply.ok();
+                }
+                next = 1;
+            }
+            if next == 1 {
+                let parent = INodeNo(core.parent_ino(&handle.path));
+                if reply.add(parent, 2, fuser::FileType::Directory, "..") {
+                    return reply.ok();
+                }
+                next = 2;
+            }
+            let start = usize::try_from(next - 2).unwrap_or(usize::MAX);
+            for (i, e) in listing.entries.iter().enumerate().skip(start) {
+                let ino = INodeNo(core.peek_entry_ino(&handle.path, e));
+                if reply.add(ino, i as u64 + 3, e.kind.file_type(), &e.name) {
+                    break;
+                }
+            }
+            reply.ok();
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ttl = self.ttl;
+        self.spawn(move |core| async move {
+            let (handle, listing) = match core.dir_listing(fh.0).await {
+                Ok(v) => v,
+                Err(e) => return fail("readdirplus", e, reply),
+            };
+            let now = SystemTime::now();
+            let mut next = offset;
+            // "." and ".." take no kernel reference, so their attributes need no lookup.
+            if next == 0 {
+                let attr = core.attr_of(ino.0, attr::Kind::Dir, &attr::Stat::directory(now));
+                if reply.add(ino, 1, ".", &ttl, &attr, Generation(0)) {
+                    return reply.ok();
+                }
+                next = 1;
+            }
+            if next == 1 {
+                let parent = core.parent_ino(&handle.path);
+                let attr = core.attr_of(parent, attr::Kind::Dir, &attr::Stat::directory(now));
+                if reply.add(INodeNo(parent), 2, "..", &ttl, &attr, Generation(0)) {
+                    return reply.ok();
+                }
+                next = 2;
+            }
+            let start = usize::try_from(next - 2).unwrap_or(usize::MAX);
+            for (i, e) in listing.entries.iter().enumerate().skip(start) {
+                let attr = core.remember_entry(&handle.path, e);
+                if reply.add(attr.ino, i as u64 + 3, &e.name, &ttl, &attr, Generation(0)) {
+                    // Did not fit: the kernel never saw it, so give the reference back.
+                    core.forget(attr.ino.0, 1);
+                    break;
+                }
+            }
+            reply.ok();
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.core.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(
+            STATFS_BLOCKS,
+            STATFS_BLOCKS,
+            STATFS_BLOCKS,
+            STATFS_FILES,
+            STATFS_FILES,
+            STATFS_BLOCK,
+            dir::MAX_NAME_BYTES as u32,
+            STATFS_BLOCK,
+        );
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.core.access(ino.0, mask.contains(AccessFlags::W_OK)) {
+            Ok(()) => reply.ok(),
+            Err(e) => fail("access", e, reply),
+        }
+    }
+
+    // Extended attributes are not implemented yet. ENOSYS makes the kernel stop asking for the
+    // rest of the mount's life (so `ls -l` costs no xattr round trips).
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    // ---- write operations: one dispatch point each, all refused for now ----
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.refuse_write("setattr", reply);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.refuse_write("mknod", reply);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.refuse_write("mkdir", reply);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.refuse_write("unlink", reply);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.refuse_write("rmdir", reply);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.refuse_write("symlink", reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.refuse_write("rename", reply);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.refuse_write("link", reply);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.refuse_write("write", reply);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.refuse_write("create", reply);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.refuse_write("setxattr", reply);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.refuse_write("removexattr", reply);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.refuse_write("fallocate", reply);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,761 @@
+//! Namespace operations at the object level: rename (of a file or of a whole directory
+//! prefix), metadata updates (chmod/chown/utimens), directory markers, rmdir's emptiness
+//! check, and symlinks. No FUSE types here; the adapter maps [`NsError::errno`].
+//!
+//! COS has no rename: a rename is a copy then a delete. PUT Copy keeps the ETag, content
+//! headers and user metadata (`Copy` directive) but *not* the storage class, so the source's
+//! class is passed explicitly. Objects over 5 GB cannot be copied with PUT Copy and go through
+//! a multipart upload made of Upload Part Copy requests.
+//!
+//! A directory rename copies every key under the prefix (marker included), then deletes the
+//! sources. It is **not atomic**: if it fails halfway, the source tree is still complete and
+//! the destination holds a partial copy (never the other way round, so nothing is lost).
+
+// `CosError` is the store trait's error type; boxing it only here would gain nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::write::unix_seconds;
+use crate::cos::crc64;
+use crate::cos::store::{
+    CompletedPart, ContentHeaders, CopyParams, ListParams, MetadataDirective, ObjectInfo,
+    ObjectStore, PutOptions, PutResult,
+};
+use crate::cos::CosError;
+
+const MIB: u64 = 1024 * 1024;
+/// PUT Copy handles sources up to 5 GB (cos-protocol.md §5.1); bigger ones need part copies.
+pub const MAX_SIMPLE_COPY: u64 = 5 * 1024 * MIB;
+/// Part size for multipart copies. Copies run inside COS, so big parts just mean fewer requests.
+pub const DEFAULT_COPY_PART_SIZE: u64 = 512 * MIB;
+/// Copy requests run at the same time during a multipart copy or a directory rename.
+pub const DEFAULT_PARALLEL_COPIES: usize = 8;
+/// Longest symlink target accepted (Linux PATH_MAX).
+pub const MAX_LINK_TARGET: u64 = 4096;
+/// COS allows part numbers 1..=10000.
+const MAX_PARTS: u64 = 10_000;
+/// Content-Type of directory markers (what s3fs/cosfs use).
+pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
+
+/// Tunables of namespace operations.
+#[derive(Debug, Clone)]
+pub struct NamespaceConfig {
+    /// Above this size a copy is a multipart upload of part copies.
+    pub max_simple_copy: u64,
+    pub copy_part_size: u64,
+    pub parallel_copies: usize,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        NamespaceConfig {
+            max_simple_copy: MAX_SIMPLE_COPY,
+            copy_part_size: DEFAULT_COPY_PART_SIZE,
+            parallel_copies: DEFAULT_PARALLEL_COPIES,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("{op} of {key} failed: {source}")]
+    Cos {
+        op: &'static str,
+        key: String,
+        source: CosError,
+    },
+    #[error("directory {dir} is not empty")]
+    NotEmpty { dir: String },
+    #[error("{key} is not a symbolic link")]
+    NotASymlink { key: String },
+    #[error("symlink target of {key} is {len} bytes, over {MAX_LINK_TARGET}")]
+    LinkTooLong { key: String, len: u64 },
+    #[error("cannot move {from} into itself ({to})")]
+    IntoItself { from: String, to: String },
+    #[error("CRC-64 mismatch copying {key}: source {source_crc}, copy {copy_crc}")]
+    ChecksumMismatch {
+        key: String,
+        source_crc: u64,
+        copy_crc: u64,
+    },
+}
+
+impl NsError {
+    fn cos(op: &'static str, key: &str, source: CosError) -> Self {
+        NsError::Cos {
+            op,
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    /// The errno a file operation should report.
+    pub fn errno(&self) -> i32 {
+        match self {
+            NsError::Cos { source, .. } => match source.code() {
+                Some("NoSuchKey") | Some("NoSuchCopySource") => libc::ENOENT,
+                Some("AccessDenied") => libc::EACCES,
+                Some("KeyTooLong") => libc::ENAMETOOLONG,
+                // The source changed between our look and the copy.
+                Some("PreconditionFailed") => libc::ESTALE,
+                _ => libc::EIO,
+            },
+            NsError::NotEmpty { .. } => libc::ENOTEMPTY,
+            NsError::NotASymlink { .. } => libc::EINVAL,
+            NsError::LinkTooLong { .. } => libc::ENAMETOOLONG,
+            NsError::IntoItself { .. } => libc::EINVAL,
+            NsError::ChecksumMismatch { .. } => libc::EIO,
+        }
+    }
+
+    /// The COS error, when COS answered.
+    pub fn cos_error(&self) -> Option<&CosError> {
+        match self {
+            NsError::Cos { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub type NsResult<T> = Result<T, NsError>;
+
+/// Which POSIX attributes to change (`None` keeps the current value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttrUpdate {
+    /// Permission bits (the type bits of the object are kept).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// The file type an object stands for: its `x-cos-meta-mode` type bits, else a directory for
+/// a key ending in `/`, else a regular file.
+pub fn object_type_bits(key: &str, meta: &BTreeMap<String, String>) -> u32 {
+    let from_meta = meta
+        .get("mode")
+        .and_then(|m| m.trim().parse::<u32>().ok())
+        .map(|m| m & libc::S_IFMT)
+        .filter(|t| *t != 0);
+    match from_meta {
+        Some(t) => t,
+        None if key.ends_with('/') => libc::S_IFDIR,
+        None => libc::S_IFREG,
+    }
+}
+
+/// Is this object a symlink stored the cosfs way?
+pub fn is_symlink(info: &ObjectInfo) -> bool {
+    object_type_bits(&info.key, &info.meta) == libc::S_IFLNK
+}
+
+fn posix_meta(mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("mode".to_string(), mode.to_string()),
+        ("uid".to_string(), uid.to_string()),
+        ("gid".to_string(), gid.to_string()),
+        ("mtime".to_string(), unix_seconds(mtime).to_string()),
+    ])
+}
+
+/// What a copy should stamp on the destination.
+fn options_of(info: &ObjectInfo) -> PutOptions {
+    PutOptions {
+        content: info.content.clone(),
+        meta: info.meta.clone(),
+        storage_class: Some(info.storage_class.clone()),
+        ..Default::default()
+    }
+}
+
+/// Copy `source` to `dest` keeping content headers, user metadata and storage class (or, with
+/// `replace`, stamping those options instead). Multipart copy above `max_simple_copy`.
+pub async fn copy_object<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    source: &ObjectInfo,
+    dest: &str,
+    replace: Option<PutOptions>,
+) -> NsResult<PutResult> {
+    if source.size > cfg.max_simple_copy {
+        let opts = replace.unwrap_or_else(|| options_of(source));
+        return multipart_copy(store, cfg, source, dest, &opts).await;
+    }
+    let storage_class = match &replace {
+        Some(opts) => opts.storage_class.clone(),
+        None => Some(source.storage_class.clone()),
+    };
+    let params = CopyParams {
+        source_key: source.key.clone(),
+        directive: match replace {
+            Some(opts) => MetadataDirective::Replaced(opts),
+            None => MetadataDirective::Copy,
+        },
+        storage_class,
+        source_if_match: Some(source.etag.clone()),
+    };
+    let result = store
+        .copy_object(dest, &params)
+        .await
+        .map_err(|e| NsError::cos("PUT Object - Copy", dest, e))?;
+    check_copy_crc(dest, source.crc64, result.crc64)?;
+    Ok(result)
+}
+
+fn check_copy_crc(key: &str, source: Option<u64>, copy: Option<u64>) -> NsResult<()> {
+    match (source, copy) {
+        (Some(s), Some(c)) if s != c => Err(NsError::ChecksumMismatch {
+            key: key.to_string(),
+            source_crc: s,
+            copy_crc: c,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A multipart upload of Upload Part Copy requests (for sources over 5 GB).
+async fn multipart_copy<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    source: &ObjectInfo,
+    dest: &str,
+    opts: &PutOptions,
+) -> NsResult<PutResult> {
+    // Keep within 10 000 parts whatever the size.
+    let part_size = cfg
+        .copy_part_size
+        .max(source.size.div_ceil(MAX_PARTS))
+        .max(1);
+    let count = source.size.div_ceil(part_size).max(1);
+    let upload_id = store
+        .initiate_multipart(dest, opts)
+        .await
+        .map_err(|e| NsError::cos("InitiateMultipartUpload", dest, e))?;
+    let copies = stream::iter(0..count)
+        .map(|index| {
+            let first = index * part_size;
+            let last = (first + part_size).min(source.size).saturating_sub(1);
+            let upload_id = upload_id.as_str();
+            async move {
+                let number = index as u32 + 1;
+                let result = store
+                    .upload_part_copy(dest, upload_id, number, &source.key, Some((first, last)))
+                    .await
+                    .map_err(|e| NsError::cos("UploadPartCopy", dest, e))?;
+                Ok::<_, NsError>((number, result, last + 1 - first))
+            }
+        })
+        .buffered(cfg.parallel_copies.max(1))
+        .try_collect::<Vec<_>>()
+        .await;
+    let copies = match copies {
+        Ok(c) => c,
+        Err(e) => {
+            abort_quietly(store, dest, &upload_id).await;
+            return Err(e);
+        }
+    };
+    let mut combined = Some(0u64);
+    let parts: Vec<CompletedPart> = copies
+        .iter()
+        .map(|(number, result, len)| {
+            combined = match (combined, result.crc64) {
+                (Some(acc), Some(crc)) => Some(crc64::combine(acc, crc, *len)),
+                _ => None,
+            };
+            CompletedPart {
+                part_number: *number,
+                etag: result.etag.clone(),
+            }
+        })
+        .collect();
+    let result = match store.complete_multipart(dest, &upload_id, &parts).await {
+        Ok(r) => r,
+        Err(e) => {
+            abort_quietly(store, dest, &upload_id).await;
+            return Err(NsError::cos("CompleteMultipartUpload", dest, e));
+        }
+    };
+    check_copy_crc(dest, source.crc64, result.crc64.or(combined))?;
+    Ok(result)
+}
+
+async fn abort_quietly<S: ObjectStore>(store: &S, key: &str, upload_id: &str) {
+    if let Err(e) = store.abort_multipart(key, upload_id).await {
+        tracing::warn!(
+            key,
+            upload_id,
+            "aborting a failed multipart copy failed: {e}"
+        );
+    }
+}
+
+/// Rename one object (file or symlink): copy, then delete the source. An existing `dest` is
+/// replaced. Returns what the copy returned.
+pub async fn rename_object<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    source: &ObjectInfo,
+    dest: &str,
+) -> NsResult<PutResult> {
+    if source.key == dest {
+        return Ok(PutResult {
+            etag: source.etag.clone(),
+            crc64: source.crc64,
+        });
+    }
+    let result = copy_object(store, cfg, source, dest, None).await?;
+    store
+        .delete_object(&source.key)
+        .await
+        .map_err(|e| NsError::cos("DeleteObject", &source.key, e))?;
+    Ok(result)
+}
+
+/// HEAD `from`, then [`rename_object`].
+pub async fn rename_key<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    from: &str,
+    to: &str,
+) -> NsResult<PutResult> {
+    let source = store
+        .head_object(from)
+        .await
+        .map_err(|e| NsError::cos("HeadObject", from, e))?;
+    rename_object(store, cfg, &source, to).await
+}
+
+/// Rename every key under `from_dir` (ends with `/`, marker included) to `to_dir`. Copies all
+/// first, then deletes the sources. Returns how many objects moved.
+pub async fn rename_dir<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    from_dir: &str,
+    to_dir: &str,
+) -> NsResult<usize> {
+    if to_dir.starts_with(from_dir) {
+        return Err(NsError::IntoItself {
+            from: from_dir.to_string(),
+            to: to_dir.to_string(),
+        });
+    }
+    let mut moved = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        // No delimiter: the whole subtree, in pages of 1000.
+        let params = ListParams {
+            prefix: from_dir.to_string(),
+            delimiter: None,
+            marker: marker.clone(),
+            max_keys: None,
+        };
+        let page = store
+            .list_objects(&params)
+            .await
+            .map_err(|e| NsError::cos("ListObjects", from_dir, e))?;
+        stream::iter(page.objects.iter())
+            .map(|entry| async move {
+                let dest = format!("{to_dir}{}", &entry.key[from_dir.len()..]);
+                if entry.size > cfg.max_simple_copy {
+                    // A part copy must re-stamp headers and metadata: learn them first.
+                    let info = store
+                        .head_object(&entry.key)
+                        .await
+                        .map_err(|e| NsError::cos("HeadObject", &entry.key, e))?;
+                    copy_object(store, cfg, &info, &dest, None).await?;
+                } else {
+                    let params = CopyParams {
+                        source_key: entry.key.clone(),
+                        directive: MetadataDirective::Copy,
+                        storage_class: Some(entry.storage_class.clone()),
+                        source_if_match: Some(entry.etag.clone()),
+                    };
+                    store
+                        .copy_object(&dest, &params)
+                        .await
+                        .map_err(|e| NsError::cos("PUT Object - Copy", &dest, e))?;
+                }
+                Ok::<_, NsError>(())
+            })
+            .buffer_unordered(cfg.parallel_copies.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        moved.extend(page.objects.iter().map(|o| o.key.clone()));
+        match (page.is_truncated, page.next_marker) {
+            (true, Some(next)) => marker = Some(next),
+            (true, None) => {
+                // Defensive: page on from the last key when COS omits NextMarker.
+                match page.objects.last() {
+                    Some(last) => marker = Some(last.key.clone()),
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    stream::iter(moved.iter())
+        .map(|key| async move {
+            store
+                .delete_object(key)
+                .await
+                .map_err(|e| NsError::cos("DeleteObject", key, e))
+        })
+        .buffer_unordered(cfg.parallel_copies.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(moved.len())
+}
+
+/// chmod/chown/utimens on a closed object: copy it onto itself with `Replaced`, re-sending its
+/// content headers, user metadata and storage class with the new POSIX attributes.
+pub async fn set_attributes<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    info: &ObjectInfo,
+    update: AttrUpdate,
+) -> NsResult<PutResult> {
+    let mut opts = options_of(info);
+    let type_bits = object_type_bits(&info.key, &info.meta);
+    if let Some(mode) = update.mode {
+        opts.meta
+            .insert("mode".into(), (type_bits | (mode & 0o7777)).to_string());
+    } else if !opts.meta.contains_key("mode") {
+        // Without a mode the reader would guess one; pin the default it would show.
+        let default = if type_bits == libc::S_IFDIR {
+            0o755
+        } else {
+            0o644
+        };
+        opts.meta
+            .insert("mode".into(), (type_bits | default).to_string());
+    }
+    if let Some(uid) = update.uid {
+        opts.meta.insert("uid".into(), uid.to_string());
+    }
+    if let Some(gid) = update.gid {
+        opts.meta.insert("gid".into(), gid.to_string());
+    }
+    if let Some(mtime) = update.mtime {
+        opts.meta
+            .insert("mtime".into(), unix_seconds(mtime).to_string());
+    }
+    copy_object(store, cfg, info, &info.key, Some(opts)).await
+}
+
+/// mkdir: a 0-byte `dir/` marker carrying `S_IFDIR | perm`.
+pub async fn make_dir<S: ObjectStore>(
+    store: &S,
+    dir_key: &str,
+    perm: u32,
+    uid: u32,
+    gid: u32,
+) -> NsResult<PutResult> {
+    let opts = PutOptions {
+        content: ContentHeaders {
+            content_type: Some(DIRECTORY_CONTENT_TYPE.to_string()),
+            ..Default::default()
+        },
+        meta: posix_meta(libc::S_IFDIR | (perm & 0o7777), uid, gid, SystemTime::now()),
+        ..Default::default()
+    };
+    store
+        .put_object(dir_key, Bytes::new(), &opts)
+        .await
+        .map_err(|e| NsError::cos("PutObject", dir_key, e))
+}
+
+/// Is the directory `dir_key` (ends with `/`) empty? One small listing: anything under the
+/// prefix other than the marker itself makes it non-empty.
+pub async fn dir_is_empty<S: ObjectStore>(store: &S, dir_key: &str) -> NsResult<bool> {
+    let params = ListParams {
+        prefix: dir_key.to_string(),
+        delimiter: Some("/".to_string()),
+        marker: None,
+        max_keys: Some(2),
+    };
+    let page = store
+        .list_objects(&params)
+        .await
+        .map_err(|e| NsError::cos("ListObjects", dir_key, e))?;
+    let has_child =
+        page.objects.iter().any(|o| o.key != dir_key) || !page.common_prefixes.is_empty();
+    Ok(!has_child)
+}
+
+/// rmdir: ENOTEMPTY unless empty, then delete the marker (absent for an implicit directory,
+/// which is fine: DELETE of a missing key succeeds).
+pub async fn remove_dir<S: ObjectStore>(store: &S, dir_key: &str) -> NsResult<()> {
+    if !dir_is_empty(store, dir_key).await? {
+        return Err(NsError::NotEmpty {
+            dir: dir_key.to_string(),
+        });
+    }
+    store
+        .delete_object(dir_key)
+        .await
+        .map_err(|e| NsError::cos("DeleteObject", dir_key, e))
+}
+
+/// unlink: delete the object.
+pub async fn remove_file<S: ObjectStore>(store: &S, key: &str) -> NsResult<()> {
+    store
+        .delete_object(key)
+        .await
+        .map_err(|e| NsError::cos("DeleteObject", key, e))
+}
+
+/// symlink, stored the cosfs way: the body is the target, `x-cos-meta-mode` is
+/// `S_IFLNK | 0777`.
+pub async fn make_symlink<S: ObjectStore>(
+    store: &S,
+    key: &str,
+    target: &[u8],
+    uid: u32,
+    gid: u32,
+) -> NsResult<PutResult> {
+    if target.len() as u64 > MAX_LINK_TARGET {
+        return Err(NsError::LinkTooLong {
+            key: key.to_string(),
+            len: target.len() as u64,
+        });
+    }
+    let opts = PutOptions {
+        content: ContentHeaders {
+            content_type: Some("application/octet-stream".to_string()),
+            ..Default::default()
+        },
+        meta: posix_meta(libc::S_IFLNK | 0o777, uid, gid, SystemTime::now()),
+        ..Default::default()
+    };
+    store
+        .put_object(key, Bytes::copy_from_slice(target), &opts)
+        .await
+        .map_err(|e| NsError::cos("PutObject", key, e))
+}
+
+/// readlink: the body of a symlink object (`info` from a HEAD, so its mode is known).
+pub async fn read_link<S: ObjectStore>(store: &S, info: &ObjectInfo) -> NsResult<Vec<u8>> {
+    if !is_symlink(info) {
+        return Err(NsError::NotASymlink {
+            key: info.key.clone(),
+        });
+    }
+    if info.size > MAX_LINK_TARGET {
+        return Err(NsError::LinkTooLong {
+            key: info.key.clone(),
+            len: info.size,
+        });
+    }
+    if info.size == 0 {
+        return Ok(Vec::new());
+    }
+    let got = store
+        .get_range(&info.key, 0, info.size, Some(&info.etag))
+        .await
+        .map_err(|e| NsError::cos("GetObject", &info.key, e))?;
+    Ok(got.data.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cos::memory::{MemoryStore, StoreOp};
+
+    fn ia_options() -> PutOptions {
+        PutOptions {
+            content: ContentHeaders {
+                content_type: Some("image/png".into()),
+                content_disposition: Some("inline".into()),
+                ..Default::default()
+            },
+            meta: BTreeMap::from([
+                ("mode".to_string(), (libc::S_IFREG | 0o600).to_string()),
+                ("note".to_string(), "keep me".to_string()),
+            ]),
+            storage_class: Some("STANDARD_IA".into()),
+            ..Default::default()
+        }
+    }
+
+    async fn head(store: &MemoryStore, key: &str) -> ObjectInfo {
+        store.head_object(key).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn rename_keeps_class_headers_and_metadata_and_replaces_target() {
+        let store = MemoryStore::new();
+        store.insert("a.png", &b"image bytes"[..], &ia_options());
+        store.insert("b.png", &b"old target"[..], &PutOptions::default());
+        rename_key(&store, &NamespaceConfig::default(), "a.png", "b.png")
+            .await
+            .unwrap();
+        assert!(store.get("a.png").is_none());
+        let b = store.object("b.png").unwrap();
+        assert_eq!(&b.data[..], b"image bytes");
+        assert_eq!(b.storage_class, "STANDARD_IA");
+        assert_eq!(b.content.content_disposition.as_deref(), Some("inline"));
+        assert_eq!(b.meta["note"], "keep me");
+        assert_eq!(store.requests(StoreOp::CopyObject), 1);
+        assert_eq!(store.requests(StoreOp::DeleteObject), 1);
+    }
+
+    #[tokio::test]
+    async fn rename_over_the_simple_copy_limit_uses_part_copies() {
+        let store = MemoryStore::new();
+        store.set_min_part_size(1000);
+        store.set_max_simple_copy(4000);
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        store.insert("big", data.clone(), &ia_options());
+        let cfg = NamespaceConfig {
+            max_simple_copy: 4000,
+            copy_part_size: 3000,
+            parallel_copies: 2,
+        };
+        rename_key(&store, &cfg, "big", "moved/big").await.unwrap();
+        let moved = store.object("moved/big").unwrap();
+        assert_eq!(moved.data, data);
+        assert_eq!(moved.storage_class, "STANDARD_IA");
+        assert_eq!(moved.meta["note"], "keep me");
+        assert_eq!(moved.content.content_type.as_deref(), Some("image/png"));
+        assert_eq!(store.requests(StoreOp::CopyObject), 0);
+        assert_eq!(store.requests(StoreOp::UploadPartCopy), 4);
+        assert!(store.get("big").is_none());
+        assert!(store.pending_uploads().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_copy_aborts_and_keeps_the_source() {
+        let store = MemoryStore::new();
+        store.set_min_part_size(1000);
+        store.insert("big", vec![7u8; 5000], &PutOptions::default());
+        store.fail_after(StoreOp::UploadPartCopy, 1, 1, || {
+            MemoryStore::service_error(500, "InternalError")
+        });
+        let cfg = NamespaceConfig {
+            max_simple_copy: 1000,
+            copy_part_size: 2000,
+            parallel_copies: 1,
+        };
+        let err = rename_key(&store, &cfg, "big", "dst").await.unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        assert!(store.get("big").is_some());
+        assert!(store.get("dst").is_none());
+        assert!(store.pending_uploads().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rename_dir_moves_the_whole_tree_across_pages() {
+        let store = MemoryStore::new();
+        store.insert("src/", Bytes::new(), &PutOptions::default());
+        let mut expected = vec!["dst/".to_string()];
+        for i in 0..1200 {
+            let rel = format!("d{}/f{i:04}", i % 3);
+            store.insert(&format!("src/{rel}"), format!("body {i}"), &ia_options());
+            expected.push(format!("dst/{rel}"));
+        }
+        store.insert("srcx/other", &b"not moved"[..], &PutOptions::default());
+        let moved = rename_dir(&store, &NamespaceConfig::default(), "src/", "dst/")
+            .await
+            .unwrap();
+        assert_eq!(moved, 1201);
+        expected.push("srcx/other".to_string());
+        expected.sort();
+        assert_eq!(store.keys(), expected);
+        let one = store.object("dst/d1/f0001").unwrap();
+        assert_eq!(&one.data[..], b"body 1");
+        assert_eq!(one.storage_class, "STANDARD_IA");
+        assert_eq!(store.requests(StoreOp::ListObjects), 2, "pages of 1000");
+    }
+
+    #[tokio::test]
+    async fn rename_dir_into_itself_is_refused() {
+        let store = MemoryStore::new();
+        let err = rename_dir(&store, &NamespaceConfig::default(), "a/", "a/b/")
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+    }
+
+    #[tokio::test]
+    async fn set_attributes_copies_onto_itself_keeping_everything_else() {
+        let store = MemoryStore::new();
+        store.insert("f", &b"data"[..], &ia_options());
+        let info = head(&store, "f").await;
+        let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        let update = AttrUpdate {
+            mode: Some(0o755),
+            uid: Some(42),
+            gid: None,
+            mtime: Some(when),
+        };
+        set_attributes(&store, &NamespaceConfig::default(), &info, update)
+            .await
+            .unwrap();
+        let f = store.object("f").unwrap();
+        assert_eq!(f.meta["mode"], (libc::S_IFREG | 0o755).to_string());
+        assert_eq!(f.meta["uid"], "42");
+        assert_eq!(f.meta["mtime"], "1600000000");
+        assert_eq!(f.meta["note"], "keep me");
+        assert_eq!(f.storage_class, "STANDARD_IA");
+        assert_eq!(f.content.content_type.as_deref(), Some("image/png"));
+        assert_eq!(&f.data[..], b"data");
+    }
+
+    #[tokio::test]
+    async fn mkdir_rmdir_and_the_emptiness_check() {
+        let store = MemoryStore::new();
+        make_dir(&store, "d/", 0o750, 1, 2).await.unwrap();
+        let marker = store.object("d/").unwrap();
+        assert_eq!(marker.data.len(), 0);
+        assert_eq!(marker.meta["mode"], (libc::S_IFDIR | 0o750).to_string());
+        store.insert("d/sub/x", &b"x"[..], &PutOptions::default());
+        store.reset_requests();
+        let err = remove_dir(&store, "d/").await.unwrap_err();
+        assert_eq!(err.errno(), libc::ENOTEMPTY);
+        assert_eq!(store.requests(StoreOp::ListObjects), 1);
+        assert!(store.get("d/").is_some());
+        store.insert("d/sub/x", &b"x"[..], &PutOptions::default());
+        remove_file(&store, "d/sub/x").await.unwrap();
+        remove_dir(&store, "d/").await.unwrap();
+        assert!(store.keys().is_empty());
+    }
+
+    #[tokio::test]
+    async fn symlinks_round_trip_the_cosfs_way() {
+        let store = MemoryStore::new();
+        make_symlink(&store, "link", b"../target/file", 5, 6)
+            .await
+            .unwrap();
+        let obj = store.object("link").unwrap();
+        assert_eq!(&obj.data[..], b"../target/file");
+        assert_eq!(obj.meta["mode"], (libc::S_IFLNK | 0o777).to_string());
+        let info = head(&store, "link").await;
+        assert!(is_symlink(&info));
+        assert_eq!(read_link(&store, &info).await.unwrap(), b"../target/file");
+
+        store.insert("plain", &b"x"[..], &PutOptions::default());
+        let info = head(&store, "plain").await;
+        assert_eq!(
+            read_link(&store, &info).await.unwrap_err().errno(),
+            libc::EINVAL
+        );
+        let long = vec![b'a'; 5000];
+        let err = make_symlink(&store, "l2", &long, 0, 0).await.unwrap_err();
+        assert_eq!(err.errno(), libc::ENAMETOOLONG);
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_is_enoent() {
+        let store = MemoryStore::new();
+        let err = rename_key(&store, &NamespaceConfig::default(), "nope", "x")
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::ENOENT);
+    }
+}

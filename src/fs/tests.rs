@@ -1,0 +1,299 @@
+//! Core tests over the in-memory store: request counts, listings, reads (no kernel involved).
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fuser::{Errno, FileType};
+
+use crate::cos::memory::{MemoryStore, StoreOp};
+use crate::cos::store::PutOptions;
+
+use super::attr::AttrDefaults;
+use super::core::{FsConfig, FsCore};
+use super::inode::ROOT_INO;
+use super::read::BLOCK_SIZE;
+
+fn config() -> FsConfig {
+    FsConfig {
+        prefix: String::new(),
+        defaults: AttrDefaults {
+            uid: 1,
+            gid: 2,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: true,
+        },
+        stat_ttl: Duration::from_secs(3600),
+        cache_size: 64 << 20,
+        read_only: true,
+    }
+}
+
+fn setup(keys: &[(&str, Bytes)]) -> (Arc<MemoryStore>, FsCore<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    for (k, v) in keys {
+        store.insert(k, v.clone(), &PutOptions::default());
+    }
+    store.reset_requests();
+    let core = FsCore::new(store.clone(), config());
+    (store, core)
+}
+
+/// Bytes whose value depends on their position, so an off-by-one read fails.
+fn pattern(len: usize, seed: u64) -> Bytes {
+    (0..len as u64)
+        .map(|i| ((i.wrapping_mul(31) ^ (i >> 13) ^ seed) % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn names(core: &FsCore<MemoryStore>, ino: u64) -> Vec<(String, FileType)> {
+    let fh = core.opendir(ino).unwrap();
+    let (_, listing) = core.dir_listing(fh).await.unwrap();
+    core.releasedir(fh);
+    listing
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.kind.file_type()))
+        .collect()
+}
+
+#[tokio::test]
+async fn listing_shows_markers_implicit_dirs_and_hides_bad_keys() {
+    let e = Bytes::new();
+    let (_, core) = setup(&[
+        ("marker/", e.clone()),
+        ("implicit/deep/file", e.clone()),
+        ("both", Bytes::from_static(b"file")),
+        ("both/child", e.clone()),
+        ("a b 中文 +%#?&=", Bytes::from_static(b"x")),
+        ("bad//empty-segment", e.clone()),
+        ("dot/./x", e.clone()),
+        (&"n".repeat(300), e.clone()),
+    ]);
+    let got = names(&core, ROOT_INO).await;
+    let want = vec![
+        ("a b 中文 +%#?&=".to_string(), FileType::RegularFile),
+        ("bad".to_string(), FileType::Directory),
+        ("both".to_string(), FileType::Directory),
+        ("dot".to_string(), FileType::Directory),
+        ("implicit".to_string(), FileType::Directory),
+        ("marker".to_string(), FileType::Directory),
+    ];
+    assert_eq!(got, want);
+    let bad = core.lookup(ROOT_INO, OsStr::new("bad")).await.unwrap();
+    assert!(
+        names(&core, bad.ino.0).await.is_empty(),
+        "the empty segment is hidden"
+    );
+    let dot = core.lookup(ROOT_INO, OsStr::new("dot")).await.unwrap();
+    assert!(
+        names(&core, dot.ino.0).await.is_empty(),
+        "a `.` segment is hidden"
+    );
+}
+
+#[tokio::test]
+async fn big_directory_costs_one_list_per_thousand_and_no_head() {
+    let keys: Vec<(String, Bytes)> = (0..2500)
+        .map(|i| (format!("big/f{i:05}"), Bytes::from(vec![b'x'; i % 7])))
+        .collect();
+    let refs: Vec<(&str, Bytes)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let (store, core) = setup(&refs);
+    let big = core.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
+    store.reset_requests();
+    let listed = names(&core, big.ino.0).await;
+    assert_eq!(listed.len(), 2500);
+    assert_eq!(store.requests(StoreOp::ListObjects), 3);
+    // Lookups (hits and misses) inside the listed directory are answered from the listing.
+    let a = core.lookup(big.ino.0, OsStr::new("f00006")).await.unwrap();
+    assert_eq!(a.size, 6);
+    let miss = core
+        .lookup(big.ino.0, OsStr::new("nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(miss.errno(), Errno::ENOENT);
+    assert_eq!(store.requests(StoreOp::ListObjects), 3);
+    assert_eq!(store.requests(StoreOp::HeadObject), 0);
+}
+
+#[tokio::test]
+async fn negative_lookup_is_cached() {
+    let (store, core) = setup(&[("x", Bytes::from_static(b"1"))]);
+    for _ in 0..3 {
+        let e = core
+            .lookup(ROOT_INO, OsStr::new("missing"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Errno::ENOENT);
+    }
+    assert_eq!(store.total_requests(), 1);
+}
+
+#[tokio::test]
+async fn lookup_finds_files_and_dirs_with_one_request() {
+    let (store, core) = setup(&[("f", Bytes::from_static(b"12345")), ("d/x", Bytes::new())]);
+    let f = core.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    assert_eq!((f.kind, f.size, f.perm), (FileType::RegularFile, 5, 0o444));
+    let d = core.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    assert_eq!((d.kind, d.perm), (FileType::Directory, 0o555));
+    assert_eq!(store.requests(StoreOp::ListObjects), 2);
+    assert_eq!(store.requests(StoreOp::HeadObject), 0);
+    let long = "x".repeat(256);
+    assert_eq!(
+        core.lookup(ROOT_INO, OsStr::new(&long))
+            .await
+            .unwrap_err()
+            .errno(),
+        Errno::ENAMETOOLONG
+    );
+}
+
+async fn read_all(core: &FsCore<MemoryStore>, fh: u64, len: u64, chunk: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let b = core.read(fh, off, chunk).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        off += b.len() as u64;
+        out.extend_from_slice(&b);
+        assert!(off <= len);
+    }
+    out
+}
+
+#[tokio::test]
+async fn reads_are_byte_exact() {
+    for (i, len) in [0usize, 1, (1 << 20) + 1, 5 * (1 << 20) + 12345]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(len, i as u64);
+        let (_, core) = setup(&[("obj", data.clone())]);
+        let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+        let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+        assert_eq!(
+            read_all(&core, fh, len as u64, 128 * 1024).await,
+            &data[..],
+            "len {len}"
+        );
+        // Random offsets and sizes, checked against the source.
+        let mut x = 12345u64;
+        for _ in 0..50 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let off = if len == 0 { 0 } else { (x >> 20) % len as u64 };
+            let size = ((x >> 8) % 300_000) as u32;
+            let got = core.read(fh, off, size).await.unwrap();
+            let end = (off as usize + size as usize).min(len);
+            assert_eq!(&got[..], &data[off as usize..end.max(off as usize)]);
+        }
+        core.release(fh);
+    }
+}
+
+#[tokio::test]
+async fn random_small_reads_fetch_one_block_each() {
+    let data = pattern(32 << 20, 9);
+    let (store, core) = setup(&[("obj", data.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+    let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+    store.reset_requests();
+    let offsets = [20u64 << 20, 3 << 20, 30 << 20, 11 << 20, 25 << 20];
+    for off in offsets {
+        let got = core.read(fh, off, 4096).await.unwrap();
+        assert_eq!(&got[..], &data[off as usize..off as usize + 4096]);
+    }
+    assert_eq!(store.requests(StoreOp::GetRange), offsets.len() as u64);
+    let _ = BLOCK_SIZE;
+}
+
+#[tokio::test]
+async fn sequential_reads_prefetch_ahead() {
+    let data = pattern(16 << 20, 3);
+    let (store, core) = setup(&[("obj", data.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+    let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+    store.reset_requests();
+    assert_eq!(read_all(&core, fh, 16 << 20, 128 * 1024).await, &data[..]);
+    // 128 reads of 128 KiB served by far fewer GETs.
+    let gets = store.requests(StoreOp::GetRange);
+    assert!(gets < 20, "{gets} GETs for 128 sequential reads");
+}
+
+#[tokio::test]
+async fn changed_object_under_open_reader_is_eio_and_reopen_sees_new_version() {
+    let old = pattern(8 << 20, 1);
+    let (store, core) = setup(&[("obj", old.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+    let (fh, keep) = core.open(a.ino.0, false).await.unwrap();
+    assert!(!keep);
+    assert_eq!(&core.read(fh, 0, 4096).await.unwrap()[..], &old[..4096]);
+    let new = pattern(8 << 20, 2);
+    store.insert("obj", new.clone(), &PutOptions::default());
+    let e = core.read(fh, 6 << 20, 4096).await.unwrap_err();
+    assert_eq!(e.errno(), Errno::EIO);
+    core.release(fh);
+    let (fh, keep) = core.open(a.ino.0, false).await.unwrap();
+    assert!(!keep, "a new ETag must drop the kernel page cache");
+    assert_eq!(
+        &core.read(fh, 6 << 20, 4096).await.unwrap()[..],
+        &new[6 << 20..(6 << 20) + 4096]
+    );
+    core.release(fh);
+    let (_, keep) = core.open(a.ino.0, false).await.unwrap();
+    assert!(keep, "same ETag as the last open keeps the page cache");
+}
+
+#[tokio::test]
+async fn cosfs_metadata_is_used_after_open() {
+    let store = Arc::new(MemoryStore::new());
+    let opts = PutOptions {
+        meta: [("mode", "33216"), ("uid", "1234"), ("gid", "5678")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    store.insert("m", Bytes::from_static(b"abc"), &opts);
+    let mut cfg = config();
+    cfg.read_only = false;
+    cfg.defaults.read_only = false;
+    let core = FsCore::new(store, cfg);
+    let a = core.lookup(ROOT_INO, OsStr::new("m")).await.unwrap();
+    assert_eq!(a.perm, 0o644, "a listing cannot see x-cos-meta-*");
+    let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+    core.release(fh);
+    let a = core.getattr(a.ino.0).await.unwrap();
+    assert_eq!((a.perm, a.uid, a.gid), (0o700, 1234, 5678));
+}
+
+#[tokio::test]
+async fn mount_prefix_maps_the_root() {
+    let store = Arc::new(MemoryStore::new());
+    store.insert(
+        "sub/dir/a",
+        Bytes::from_static(b"A"),
+        &PutOptions::default(),
+    );
+    store.insert("other", Bytes::from_static(b"B"), &PutOptions::default());
+    let mut cfg = config();
+    cfg.prefix = "sub/dir/".into();
+    let core = FsCore::new(store, cfg);
+    assert_eq!(
+        names(&core, ROOT_INO).await,
+        vec![("a".to_string(), FileType::RegularFile)]
+    );
+    assert_eq!(
+        core.lookup(ROOT_INO, OsStr::new("other"))
+            .await
+            .unwrap_err()
+            .errno(),
+        Errno::ENOENT
+    );
+}
