@@ -165,7 +165,7 @@ impl<S: ObjectStore> FsCore<S> {
         };
         let found = found.ok_or(FsError::NotFound)?;
         let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
-        let (ino, stat) = self.inodes.remember(&path, kind, stat);
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }
 
@@ -239,8 +239,8 @@ impl<S: ObjectStore> FsCore<S> {
     /// READDIRPLUS hands the kernel a reference to each entry, like a lookup.
     pub fn remember_entry(&self, dir_path: &str, e: &dir::DirEntry) -> FileAttr {
         let path = child_path(dir_path, &e.name);
-        let (ino, stat) = self.inodes.remember(&path, e.kind, e.stat.clone());
-        self.attr_of(ino, e.kind, &stat)
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, e.kind, e.stat.clone());
+        self.attr_of(ino, kind, &stat)
     }
 
     /// The inode number an entry has (or gets) without adding a kernel reference (plain

@@ -244,7 +244,8 @@ impl<S: ObjectStore> FsCore<S> {
         if let Some((_, node)) = self.inodes.by_path(path) {
             let same_version = node.stat.etag == stat.etag;
             let fresh = node.stat_at.elapsed() < self.cfg.stat_ttl;
-            if node.kind == kind && same_version && fresh && node.stat.posix.is_some() {
+            let same_kind = node.kind == kind || (node.kind == Kind::Symlink && kind == Kind::File);
+            if same_kind && same_version && fresh && node.stat.posix.is_some() {
                 return Ok((node.kind, node.stat));
             }
         }
