@@ -449,17 +449,35 @@ impl Client {
                 object_size: info.size,
             });
         }
-        let last = start.saturating_add(len - 1);
-        let out = self
-            .get_object(
-                key,
-                &GetObjectOptions {
-                    range: Some((start, last)),
-                    conditions,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let opts = GetObjectOptions {
+            range: Some((start, start.saturating_add(len - 1))),
+            conditions,
+            ..Default::default()
+        };
+        // The request itself is retried inside `get_object`; a body cut off half-way is
+        // retried here, with the same policy, since the bytes are wanted in memory anyway.
+        let policy = self.config().retry;
+        let mut attempt = 1;
+        loop {
+            match self.get_range_once(key, start, len, &opts).await {
+                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+                    tracing::debug!(key, attempt, error = %e, "retrying a ranged GET cut short");
+                    tokio::time::sleep(policy.delay_after(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_range_once(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        opts: &GetObjectOptions,
+    ) -> Result<RangeData> {
+        let out = self.get_object(key, opts).await?;
         let etag = out.info.etag.clone();
         let object_size = out.info.size;
         let data = match out.content_range {
@@ -500,9 +518,30 @@ impl Client {
     }
 
     /// GET Object into `path` (created or truncated), streaming. For a whole-object download
-    /// the CRC-64 is checked against `x-cos-hash-crc64ecma` when COS sends one. On failure
-    /// the partial file is removed.
+    /// the CRC-64 is checked against `x-cos-hash-crc64ecma` when COS sends one. A body cut
+    /// off by the network starts over (same retry policy). On failure the partial file is
+    /// removed.
     pub async fn download_to_file(
+        &self,
+        key: &str,
+        opts: &GetObjectOptions,
+        path: &Path,
+    ) -> Result<ObjectInfo> {
+        let policy = self.config().retry;
+        let mut attempt = 1;
+        loop {
+            match self.download_once(key, opts, path).await {
+                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+                    tracing::debug!(key, attempt, error = %e, "retrying a download cut short");
+                    tokio::time::sleep(policy.delay_after(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn download_once(
         &self,
         key: &str,
         opts: &GetObjectOptions,

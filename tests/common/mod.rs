@@ -1,0 +1,329 @@
+//! Shared harness for tests that mount for real over cos-local.
+//!
+//! [`TestEnv`] owns everything a test starts: a cos-local process on a free port with its own
+//! temp data dir and access log, the mountpoint, and the cosmount process. Dropping it (also
+//! when the test panics) unmounts lazily (`fusermount3 -u -z`, else `umount -l`) and kills the
+//! children, so no test leaves a mount or a server behind.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cosmount::cos::store::PutOptions;
+use cosmount::cos::{Client, ClientConfig, Credentials, ObjectStore};
+
+pub const BUCKET: &str = "test-1250000000";
+pub const SECRET_ID: &str = "AKIDTESTHARNESS";
+pub const SECRET_KEY: &str = "harness-secret-key";
+/// Upper bound for a mount to come up; only reached when something is broken.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn cosmount_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cosmount")
+}
+
+/// target/debug (or the profile in use): the test executable lives in its `deps/`.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// cos-local is another package of the workspace, so cargo does not build it for our tests;
+/// build it once if it is missing.
+fn cos_local_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let bin = target_dir().join("cos-local");
+    BUILD.call_once(|| {
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "cos-local"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status();
+            assert!(
+                matches!(status, Ok(s) if s.success()),
+                "cos-local is not built and `cargo build -p cos-local` failed; build it first"
+            );
+        }
+    });
+    assert!(
+        bin.exists(),
+        "cos-local binary missing at {}: run `cargo build -p cos-local`",
+        bin.display()
+    );
+    bin
+}
+
+/// Access-log counts by request kind (cos-local writes `TIME METHOD TARGET STATUS ...`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Requests {
+    pub list: usize,
+    pub head_object: usize,
+    pub head_bucket: usize,
+    pub get_object: usize,
+    pub total: usize,
+}
+
+pub struct TestEnv {
+    pub endpoint: String,
+    pub mnt: PathBuf,
+    pub access_log: PathBuf,
+    pub rt: tokio::runtime::Runtime,
+    cos_local: Child,
+    mount: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// Start cos-local with the test bucket and credentials; nothing mounted yet.
+    pub fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mountpoint");
+        let access_log = tmp.path().join("access.log");
+        let mut child = Command::new(cos_local_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--bucket", BUCKET])
+            .arg("--credentials")
+            .arg(format!("{SECRET_ID}:{SECRET_KEY}"))
+            .arg("--access-log")
+            .arg(&access_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn cos-local");
+        let stdout = child.stdout.take().expect("cos-local stdout");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("cos-local listening on ") else {
+            let _ = child.kill();
+            panic!("cos-local did not report its address (got {line:?})");
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        TestEnv {
+            endpoint: addr.to_string(),
+            mnt: std::fs::canonicalize(&mnt).expect("canonical mountpoint"),
+            access_log,
+            rt,
+            cos_local: child,
+            mount: None,
+            _tmp: tmp,
+        }
+    }
+
+    /// A COS client for seeding and checking the bucket behind the mount's back.
+    pub fn client(&self) -> Client {
+        let mut cfg = ClientConfig::new(BUCKET, "", Credentials::new(SECRET_ID, SECRET_KEY));
+        cfg.endpoint = Some(self.endpoint.clone());
+        Client::new(cfg).expect("client")
+    }
+
+    pub fn put(&self, key: &str, body: impl Into<Bytes>) {
+        let client = self.client();
+        let body = body.into();
+        self.rt
+            .block_on(ObjectStore::put_object(
+                &client,
+                key,
+                body,
+                &PutOptions::default(),
+            ))
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+
+    /// Put many small objects concurrently.
+    pub fn put_many(&self, items: Vec<(String, Bytes)>) {
+        let client = self.client();
+        self.rt.block_on(async {
+            use futures::stream::{self, StreamExt};
+            let results: Vec<_> = stream::iter(items)
+                .map(|(k, v)| {
+                    let c = client.clone();
+                    async move {
+                        ObjectStore::put_object(&c, &k, v, &PutOptions::default())
+                            .await
+                            .map_err(|e| (k, e))
+                    }
+                })
+                .buffer_unordered(32)
+                .collect()
+                .await;
+            for r in results {
+                if let Err((k, e)) = r {
+                    panic!("put {k}: {e}");
+                }
+            }
+        });
+    }
+
+    /// The base command: source, mountpoint, endpoint and credentials in the environment.
+    pub fn cosmount_cmd(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(cosmount_bin());
+        cmd.arg(BUCKET)
+            .arg(&self.mnt)
+            .arg("--endpoint")
+            .arg(&self.endpoint)
+            .args(extra)
+            .env("COS_SECRET_ID", SECRET_ID)
+            .env("COS_SECRET_KEY", SECRET_KEY)
+            .env_remove("COS_SECURITY_TOKEN")
+            .env("HOME", self._tmp.path());
+        cmd
+    }
+
+    /// Mount in the foreground as a child process and wait until the mount is live.
+    pub fn mount(&mut self, extra: &[&str]) {
+        let mut args = vec!["-f"];
+        args.extend_from_slice(extra);
+        let mut child = self
+            .cosmount_cmd(&args)
+            .env("RUST_LOG", "cosmount=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cosmount");
+        let started = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("cosmount exited ({status}) before mounting:\n{err}");
+            }
+            if started.elapsed() > MOUNT_TIMEOUT {
+                let _ = child.kill();
+                panic!("mount did not come up within {MOUNT_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Drain stderr in the background so a chatty debug log never blocks the daemon.
+        if let Some(mut e) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+            });
+        }
+        self.mount = Some(child);
+    }
+
+    /// Run cosmount in background (daemon) mode and return its output; the caller checks it.
+    pub fn mount_background(&self, extra: &[&str]) -> Output {
+        self.cosmount_cmd(extra).output().expect("run cosmount")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        is_mounted(&self.mnt)
+    }
+
+    /// Counts of requests cos-local has logged so far.
+    pub fn requests(&self) -> Requests {
+        let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+        let bucket_root = format!("/{BUCKET}/");
+        let mut r = Requests::default();
+        for line in text.lines() {
+            let mut f = line.split(' ');
+            let (_, Some(method), Some(target)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let (path, _query) = target.split_once('?').unwrap_or((target, ""));
+            r.total += 1;
+            match (method, path == bucket_root || path == format!("/{BUCKET}")) {
+                ("GET", true) => r.list += 1,
+                ("GET", false) => r.get_object += 1,
+                ("HEAD", true) => r.head_bucket += 1,
+                ("HEAD", false) => r.head_object += 1,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Unmount now (the test checks what happens after).
+    pub fn unmount(&mut self) {
+        lazy_unmount(&self.mnt);
+        if let Some(mut child) = self.mount.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The foreground cosmount process, for signal tests.
+    pub fn mount_process(&mut self) -> Option<&mut Child> {
+        self.mount.as_mut()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            lazy_unmount(&self.mnt);
+        }
+        if let Some(mut child) = self.mount.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.cos_local.kill();
+        let _ = self.cos_local.wait();
+    }
+}
+
+/// Whether `mnt` is a mount point, from /proc/self/mountinfo (never stat a possibly hung mount).
+pub fn is_mounted(mnt: &Path) -> bool {
+    let want = mnt.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+pub fn lazy_unmount(mnt: &Path) {
+    let ok = Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(mnt)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Bytes whose value depends on their position (and a seed), so any off-by-one shows.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut block = 0u64;
+    while out.len() < len {
+        // Each 8-byte word encodes its own offset and the seed.
+        let word = (block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed).to_le_bytes();
+        let take = (len - out.len()).min(8);
+        out.extend_from_slice(&word[..take]);
+        block += 1;
+    }
+    out
+}
