@@ -106,6 +106,10 @@ impl ByteStream {
                 }
                 match chunks.next().await {
                     Some(Ok(chunk)) => {
+                        crate::metrics::Metrics::add(
+                            &crate::metrics::global().bytes_downloaded,
+                            chunk.len() as u64,
+                        );
                         let received = received + chunk.len() as u64;
                         if received > expected {
                             let e = CosError::InvalidResponse(format!(
