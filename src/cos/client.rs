@@ -556,8 +556,8 @@ impl Client {
         }
     }
 
-    /// URL and Authorization for a request; the signature covers `host`, the query and the
-    /// headers [`is_signed_header`] selects. Used by `execute` and by presigning.
+    /// URL and signature for a request; the signature covers `host`, the query and the
+    /// headers [`is_signed_header`] selects.
     fn sign_request(
         &self,
         method: &Method,
