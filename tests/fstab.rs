@@ -208,3 +208,46 @@ fn mount_t_fuse_cosmount_and_a_clear_failure() {
     assert!(err.contains("not found"), "{err}");
     assert!(!is_mounted(&env.mnt));
 }
+
+/// Waits (bounded) until `dir` is no longer a mount point.
+fn wait_unmounted(dir: &Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if !is_mounted(dir) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_killed_daemon_leaves_a_mount_that_umount_clears() {
+    let mut env = TestEnv::start();
+    env.put("f.txt", "x");
+    env.mount(&[]);
+    assert_eq!(std::fs::read_to_string(env.path("f.txt")).unwrap(), "x");
+    let child = env.mount_process().expect("foreground cosmount");
+    child.kill().unwrap(); // SIGKILL: no chance to unmount
+    child.wait().unwrap();
+    assert!(is_mounted(&env.mnt), "the kernel keeps the dead mount");
+    let err = std::fs::read_dir(&env.mnt).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    run(Command::new("umount").arg(&env.mnt));
+    assert!(!is_mounted(&env.mnt));
+}
+
+#[test]
+fn auto_unmount_removes_the_mount_when_the_daemon_dies() {
+    let mut env = TestEnv::start();
+    env.put("f.txt", "x");
+    env.mount(&["-o", "auto_unmount,allow_other"]);
+    assert_eq!(std::fs::read_to_string(env.path("f.txt")).unwrap(), "x");
+    let child = env.mount_process().expect("foreground cosmount");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_unmounted(&env.mnt),
+        "auto_unmount left the mount behind"
+    );
+}
