@@ -888,11 +888,12 @@ fn api_name(req: &CosRequest) -> &'static str {
 /// Read a body up to `limit` bytes. Over the limit: an error, or (for error bodies,
 /// `truncate`) just the first `limit` bytes.
 async fn read_limited(resp: reqwest::Response, limit: usize, truncate: bool) -> Result<Bytes> {
+    let endpoint = resp.url().origin().ascii_serialization();
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| CosError::Network {
-            endpoint: String::new(),
+            endpoint: endpoint.clone(),
             message: format!("reading the answer: {e}"),
         })?;
         if buf.len() + chunk.len() > limit {
