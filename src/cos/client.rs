@@ -1034,6 +1034,12 @@ mod tests {
     }
 
     #[test]
+    fn client_is_cheap_to_share_across_tasks() {
+        fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+        assert_shareable::<Client>();
+    }
+
+    #[test]
     fn debug_never_shows_secrets() {
         let c = creds().with_token("TOKENSECRET");
         let text = format!("{c:?}");
