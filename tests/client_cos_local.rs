@@ -595,3 +595,65 @@ async fn injected_faults_are_ridden_out_by_retries() {
         .count();
     assert!(faults > 0, "no fault was injected:\n{text}");
 }
+
+/// Figures for the record, not a test of speed (no assertion on time). Run with
+/// `cargo test --test client_cos_local -- --ignored --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_figures() {
+    use std::time::Instant;
+    const SIZE: usize = 256 * MIB;
+    let server = CosLocal::start(&[]);
+    let c = client(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let data = pattern(SIZE, 7);
+    std::fs::write(&src, &data).unwrap();
+    let mb = SIZE as f64 / MIB as f64;
+
+    let t = Instant::now();
+    let body = PutBody::File {
+        path: src.clone(),
+        offset: 0,
+        len: SIZE as u64,
+    };
+    c.put_object("big", body, &PutOptions::default())
+        .await
+        .unwrap();
+    println!(
+        "PUT from file      {:8.1} MiB/s",
+        mb / t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let dst = dir.path().join("dst");
+    c.download_to_file("big", &GetObjectOptions::default(), &dst)
+        .await
+        .unwrap();
+    println!(
+        "GET to file (+CRC) {:8.1} MiB/s",
+        mb / t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let chunk = 8 * MIB as u64;
+    let mut tasks = Vec::new();
+    for i in 0..(SIZE as u64 / chunk) {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            ObjectStore::get_range(&c, "big", i * chunk, chunk, None)
+                .await
+                .map(|r| r.data.len())
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap().unwrap();
+    }
+    assert_eq!(total, SIZE);
+    println!(
+        "32 x 8 MiB ranged GETs, all in flight {:8.1} MiB/s",
+        mb / t.elapsed().as_secs_f64()
+    );
+    assert!(std::fs::read(&dst).unwrap() == data);
+}

@@ -3,8 +3,8 @@
 //! so the FUSE loop never waits on the network and a slow listing never stalls a `cat`.
 //!
 //! Errors become errno in one place ([`error::FsError::errno`]) and are logged in one place
-//! ([`fail`]). Write operations are not implemented yet: they all answer EROFS (see
-//! [`CosFs::refuse_write`]), on `ro` and `rw` mounts alike, until the write path lands.
+//! ([`fail`]). The write side (spool, uploads, namespace changes) lives in `write.rs`,
+//! `namespace.rs` and `core/mutate.rs`; on a read-only mount its ops answer EROFS.
 
 pub mod attr;
 pub mod core;
@@ -15,12 +15,13 @@ pub mod namespace;
 pub mod read;
 pub mod spool;
 pub mod write;
+pub mod xattr;
 
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -52,7 +53,6 @@ pub struct CosFs<S: ObjectStore> {
     rt: Handle,
     /// Kernel entry/attribute TTL.
     ttl: Duration,
-    warned_write: Arc<AtomicBool>,
 }
 
 /// Every reply type has `error(Errno)`; this lets one function reply to any op with an error.
@@ -95,14 +95,16 @@ pub fn fail<R: ErrorReply>(op: &'static str, err: FsError, reply: R) {
     reply.reply_error(errno);
 }
 
+fn xattr_reply(r: xattr::Reply, reply: ReplyXattr) {
+    match r {
+        xattr::Reply::Size(n) => reply.size(n),
+        xattr::Reply::Data(d) => reply.data(&d),
+    }
+}
+
 impl<S: ObjectStore> CosFs<S> {
     pub fn new(core: Arc<FsCore<S>>, rt: Handle, ttl: Duration) -> Self {
-        CosFs {
-            core,
-            rt,
-            ttl,
-            warned_write: Arc::new(AtomicBool::new(false)),
-        }
+        CosFs { core, rt, ttl }
     }
 
     /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
@@ -112,17 +114,6 @@ impl<S: ObjectStore> CosFs<S> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(f(self.core.clone()));
-    }
-
-    /// Every write op goes through here until the write path exists: EROFS, logged once.
-    fn refuse_write<R: ErrorReply>(&self, op: &'static str, reply: R) {
-        if !self.core.config().read_only && !self.warned_write.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                op,
-                "write operations are not supported yet; answering EROFS"
-            );
-        }
-        reply.reply_error(Errno::EROFS);
     }
 }
 
@@ -396,21 +387,24 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         }
     }
 
-    // Extended attributes are not implemented yet. ENOSYS makes the kernel stop asking for the
-    // rest of the mount's life (so `ls -l` costs no xattr round trips).
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    // Extended attributes: see `xattr.rs` for the names and their COS meaning.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.as_bytes().to_vec();
+        self.spawn(move |core| async move {
+            match core.getxattr(ino.0, &name, size).await {
+                Ok(r) => xattr_reply(r, reply),
+                Err(e) => xattr::fail("getxattr", e, reply),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(move |core| async move {
+            match core.listxattr(ino.0, size).await {
+                Ok(r) => xattr_reply(r, reply),
+                Err(e) => xattr::fail("listxattr", e, reply),
+            }
+        });
     }
 
     // ---- write operations (core side in core/mutate.rs) ----
@@ -621,18 +615,30 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.refuse_write("setxattr", reply);
+        let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
+        self.spawn(move |core| async move {
+            match core.setxattr(ino.0, &name, &value, flags).await {
+                Ok(()) => reply.ok(),
+                Err(e) => xattr::fail("setxattr", e, reply),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.refuse_write("removexattr", reply);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.spawn(move |core| async move {
+            match core.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => xattr::fail("removexattr", e, reply),
+            }
+        });
     }
 
     fn fallocate(
