@@ -349,6 +349,13 @@ fn serve(
     let client = build_client(cfg, creds)?;
     rt.block_on(check_bucket(&client, cfg))?;
 
+    if let Some(addr) = cfg.metrics_addr {
+        // Before mounting, so a taken port fails the mount command with a clear reason.
+        let bound = rt
+            .block_on(crate::metrics::serve(addr))
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    }
     let core = Arc::new(FsCore::new(Arc::new(client), fs_config(cfg)));
     let fs = CosFs::new(core, rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
@@ -385,7 +392,7 @@ fn serve(
         detach_stdio();
     }
     let served = session.run();
-    tracing::info!("unmounted");
+    tracing::info!("unmounted; {}", crate::metrics::global().summary());
     rt.shutdown_timeout(Duration::from_secs(2));
     served.context("serving the mount")
 }

@@ -33,7 +33,8 @@ only form mount(8) and /etc/fstab pass:
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
   auto_unmount uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
-  read_ahead_kb=N passwd_file=PATH log_file=PATH debug foreground fsname=NAME subtype=NAME.
+  read_ahead_kb=N passwd_file=PATH log_file=PATH debug foreground fsname=NAME subtype=NAME
+  metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
 Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): _netdev nofail auto noauto
   user nouser users defaults x-systemd.* dev suid nodev nosuid exec noexec atime noatime
   relatime norelatime strictatime sync async default_permissions. cosmount always mounts
@@ -142,6 +143,10 @@ struct RawArgs {
     /// Debug logging (same as RUST_LOG=cosmount=debug).
     #[arg(long, help_heading = "Logging")]
     debug: bool,
+
+    /// Serve Prometheus metrics (COS requests, bytes, cache hits, uploads) on IP:PORT.
+    #[arg(long, value_name = "IP:PORT", help_heading = "Logging")]
+    metrics_addr: Option<String>,
 }
 
 /// Everything the mount needs, typed and checked.
@@ -171,6 +176,8 @@ pub struct MountConfig {
     pub debug: bool,
     pub fsname: Option<String>,
     pub subtype: Option<String>,
+    /// Serve Prometheus metrics on this address (`-o metrics_addr=127.0.0.1:9100`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why the command line was refused.
@@ -299,6 +306,7 @@ impl MountConfig {
             "log_file",
         );
         flag(&mut pairs, raw.debug, "debug");
+        valued(&mut pairs, raw.metrics_addr, "metrics_addr");
         flag(&mut pairs, raw.foreground, "foreground");
         pairs.extend(split_mount_options(raw.options.iter().map(String::as_str)));
         Self::from_parts(&raw.source, raw.mountpoint, &pairs)
@@ -336,6 +344,7 @@ impl MountConfig {
             debug: false,
             fsname: None,
             subtype: None,
+            metrics_addr: None,
         };
         let mut unknown = Vec::new();
         for (name, value) in options {
@@ -398,6 +407,13 @@ impl MountConfig {
                 }
                 "fsname" => cfg.fsname = Some(need()?),
                 "subtype" => cfg.subtype = Some(need()?),
+                "metrics_addr" => {
+                    let v = need()?;
+                    cfg.metrics_addr = Some(
+                        v.parse()
+                            .map_err(|_| invalid(name, &v, "an address like 127.0.0.1:9100"))?,
+                    )
+                }
                 n if is_ignored_option(n) => {}
                 n => unknown.push(n.to_string()),
             }

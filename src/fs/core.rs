@@ -101,12 +101,12 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     /// The object key of a file path.
-    fn file_key(&self, path: &str) -> String {
+    pub(crate) fn file_key(&self, path: &str) -> String {
         format!("{}{path}", self.cfg.prefix)
     }
 
     /// The key prefix of a directory path ("" or ending with `/`).
-    fn dir_prefix(&self, path: &str) -> String {
+    pub(crate) fn dir_prefix(&self, path: &str) -> String {
         if path.is_empty() {
             self.cfg.prefix.clone()
         } else {
@@ -114,7 +114,7 @@ impl<S: ObjectStore> FsCore<S> {
         }
     }
 
-    fn node(&self, ino: u64) -> FsResult<Node> {
+    pub(crate) fn node(&self, ino: u64) -> FsResult<Node> {
         self.inodes.get(ino).ok_or(FsError::UnknownInode(ino))
     }
 

@@ -15,10 +15,12 @@ pub mod namespace;
 pub mod read;
 pub mod spool;
 pub mod write;
+pub mod xattr;
 
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,6 +95,13 @@ pub fn fail<R: ErrorReply>(op: &'static str, err: FsError, reply: R) {
         tracing::warn!(op, errno = errno.code(), "{err}");
     }
     reply.reply_error(errno);
+}
+
+fn xattr_reply(r: xattr::Reply, reply: ReplyXattr) {
+    match r {
+        xattr::Reply::Size(n) => reply.size(n),
+        xattr::Reply::Data(d) => reply.data(&d),
+    }
 }
 
 impl<S: ObjectStore> CosFs<S> {
@@ -378,21 +387,24 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         }
     }
 
-    // Extended attributes are not implemented yet. ENOSYS makes the kernel stop asking for the
-    // rest of the mount's life (so `ls -l` costs no xattr round trips).
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    // Extended attributes: see `xattr.rs` for the names and their COS meaning.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.as_bytes().to_vec();
+        self.spawn(move |core| async move {
+            match core.getxattr(ino.0, &name, size).await {
+                Ok(r) => xattr_reply(r, reply),
+                Err(e) => xattr::fail("getxattr", e, reply),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(move |core| async move {
+            match core.listxattr(ino.0, size).await {
+                Ok(r) => xattr_reply(r, reply),
+                Err(e) => xattr::fail("listxattr", e, reply),
+            }
+        });
     }
 
     // ---- write operations: one dispatch point each, all refused for now ----
@@ -517,18 +529,30 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.refuse_write("setxattr", reply);
+        let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
+        self.spawn(move |core| async move {
+            match core.setxattr(ino.0, &name, &value, flags).await {
+                Ok(()) => reply.ok(),
+                Err(e) => xattr::fail("setxattr", e, reply),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.refuse_write("removexattr", reply);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.spawn(move |core| async move {
+            match core.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => xattr::fail("removexattr", e, reply),
+            }
+        });
     }
 
     fn fallocate(
