@@ -95,12 +95,12 @@ impl Metrics {
             ),
             (
                 "cosmount_metadata_cache_hits_total",
-                "Lookups answered from the metadata cache.",
+                "Metadata cache (lookups, listings) queries answered from a fresh entry.",
                 &self.meta_cache_hits,
             ),
             (
                 "cosmount_metadata_cache_misses_total",
-                "Lookups that needed COS.",
+                "Metadata cache queries that found no fresh entry.",
                 &self.meta_cache_misses,
             ),
             (

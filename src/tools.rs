@@ -1,5 +1,6 @@
-//! Tool subcommands: `cosmount sign` (an Authorization value) and `cosmount presign` (a
-//! presigned URL). Credentials come from `COS_SECRET_ID` / `COS_SECRET_KEY` (and
+//! Tool subcommands: `cosmount sign` (an Authorization value), `cosmount presign` (a
+//! presigned URL) and `cosmount uploads list|abort` (incomplete multipart uploads, see
+//! `tools/uploads.rs`). Credentials come from `COS_SECRET_ID` / `COS_SECRET_KEY` (and
 //! `COS_SECURITY_TOKEN`); only the result goes to stdout, so the commands compose with curl.
 
 use std::ffi::OsString;
@@ -9,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cos::sign::{self, KeyTime, SignRequest};
 use crate::cos::{Client, ClientConfig, Credentials};
+
+mod uploads;
 
 /// Exit status for usage and configuration errors (as clap uses).
 const EXIT_USAGE: u8 = 2;
@@ -38,6 +41,9 @@ enum Tool {
     ///
     /// With COS_SECURITY_TOKEN set, the token is appended as x-cos-security-token and signed.
     Presign(PresignArgs),
+    /// List or abort incomplete multipart uploads (interrupted writes keep costing storage).
+    #[command(subcommand)]
+    Uploads(uploads::UploadsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +140,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let result = match cli.tool {
         Tool::Sign(a) => run_sign(a),
         Tool::Presign(a) => run_presign(a),
+        Tool::Uploads(cmd) => return uploads::run(cmd),
     };
     match result {
         Ok(line) => {

@@ -595,3 +595,26 @@ async fn temporary_token_is_sent_and_signed() {
         .contains("x-cos-security-token"));
     assert!(r.signature_valid);
 }
+
+#[tokio::test]
+async fn ranged_get_cut_short_is_retried_and_never_returned_short() {
+    // First answer announces 100 bytes and sends 50 (the connection then breaks).
+    let mock = MockCos::start(|_, i| {
+        let answer = Canned::status(206)
+            .header("Content-Range", "bytes 0-99/100")
+            .header("ETag", "\"v\"");
+        if i == 0 {
+            answer
+                .header("Content-Length", "100")
+                .body(pattern(100)[..50].to_vec())
+        } else {
+            answer.body(pattern(100))
+        }
+    })
+    .await;
+    let got = ObjectStore::get_range(&mock.client(), "obj", 0, 100, None)
+        .await
+        .unwrap();
+    assert_eq!(&got.data[..], &pattern(100)[..]);
+    assert_eq!(mock.count(), 2);
+}

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod header_case;
 pub mod model;
 pub mod ops;
 pub mod server;

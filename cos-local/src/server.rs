@@ -22,6 +22,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::auth::{self, Caller, Credentials, SignedParts};
 use crate::error::CosErr;
+use crate::header_case::{CaseFixingIo, BODY_LEN_HEADER};
 use crate::model::Acl;
 use crate::store::Store;
 use crate::xml::Xml;
@@ -247,7 +248,7 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(CaseFixingIo::new(stream)), service);
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -383,6 +384,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     log_line(
         &app, &method, &raw_path, &raw_query, status, &bytes_in, out, started, note,
     );
+    mark_body_len(&mut resp, &method);
     Ok(resp)
 }
 
@@ -491,6 +493,30 @@ pub fn render_error(
             .body(Body::from(body))
     };
     resp.unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Tell [`CaseFixingIo`] how many body bytes follow this response's head.
+fn mark_body_len(resp: &mut Response<Body>, method: &Method) {
+    use hyper::body::Body as _;
+    let status = resp.status();
+    let len = if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        Some(0)
+    } else {
+        resp.headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| resp.body().size_hint().exact())
+    };
+    // Without a known length the writer passes the connection through unchanged.
+    if let Some(len) = len {
+        resp.headers_mut()
+            .insert(HeaderName::from_static(BODY_LEN_HEADER), len.into());
+    }
 }
 
 /// For a `reset` fault on a GET: send the headers and half the body, then break the connection.

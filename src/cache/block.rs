@@ -33,11 +33,20 @@ impl BlockCache {
         if !self.enabled {
             return None;
         }
-        self.inner
+        let found = self
+            .inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .cloned()
+            .cloned();
+        let m = crate::metrics::global();
+        let counter = if found.is_some() {
+            &m.block_cache_hits
+        } else {
+            &m.block_cache_misses
+        };
+        crate::metrics::Metrics::add(counter, 1);
+        found
     }
 
     pub fn insert(&self, key: BlockKey, data: Bytes) {

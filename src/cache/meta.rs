@@ -25,14 +25,22 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// The value if it was stored less than the TTL ago.
     pub fn get(&self, key: &K) -> Option<V> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match inner.get(key) {
+        let found = match inner.get(key) {
             Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
             Some(_) => {
                 inner.remove(key);
                 None
             }
             None => None,
-        }
+        };
+        let m = crate::metrics::global();
+        let counter = if found.is_some() {
+            &m.meta_cache_hits
+        } else {
+            &m.meta_cache_misses
+        };
+        crate::metrics::Metrics::add(counter, 1);
+        found
     }
 
     pub fn insert(&self, key: K, value: V, weight: usize) {
@@ -52,6 +60,16 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
+    /// Drop every entry whose key matches (O(entries); for renames of whole directories).
+    pub fn remove_where(&self, matches: impl Fn(&K) -> bool) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_where(matches);
     }
 }
 

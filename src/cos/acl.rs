@@ -8,6 +8,7 @@ use reqwest::Method;
 
 use super::client::{Client, CosRequest};
 use super::error::Result;
+use super::store::AclInfo;
 use super::xml::{self, text};
 
 /// Who a grant is for.
@@ -167,6 +168,20 @@ impl Client {
     pub async fn put_object_acl(&self, key: &str, update: &AclUpdate) -> Result<()> {
         let req = update.apply(CosRequest::new(Method::PUT, Some(key)).query("acl", ""));
         self.execute_xml(&req).await.map(|_| ())
+    }
+
+    /// GET `?acl` of an object (or of the bucket for `None`), with the `x-cos-acl` header
+    /// when the answer carries one (the filesystem shows canned ACLs by name).
+    pub async fn get_acl_with_canned(&self, key: Option<&str>) -> Result<AclInfo> {
+        let req = CosRequest::new(Method::GET, key).query("acl", "");
+        let answer = self.execute_xml(&req).await?;
+        Ok(AclInfo {
+            policy: AccessControlPolicy::from_xml(answer.bytes())?,
+            canned: answer
+                .header("x-cos-acl")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        })
     }
 }
 

@@ -1,8 +1,18 @@
 //! The COS client: configuration, addressing, signing, one pooled HTTP client, retries.
 //!
 //! The API families live beside this file (`bucket.rs`, `object.rs`, `multipart.rs`, `acl.rs`,
-//! `cors.rs`) as `impl Client` blocks built on [`Client::execute`]. `impl ObjectStore for
+//! `cors.rs`) as `impl Client` blocks built on `Client::execute`. `impl ObjectStore for
 //! Client` (the filesystem's view) is at the end of this file.
+//!
+//! Addressing: by default `https://{bucket}.cos.{region}.myqcloud.com/{key}`. An endpoint
+//! whose host is an IP or `localhost` (or `path_style`) gives `scheme://host:port/{bucket}/{key}`,
+//! any other endpoint host `scheme://{bucket}.{host}[:port]/{key}`. The signed `host` is the Host
+//! header as sent (with its port); the signed path is the raw (decoded) request path.
+//!
+//! Retries (see `retry.rs`): network errors, 5xx and `SlowDown`, with capped exponential
+//! backoff and jitter, re-sending the body; other 4xx are final, except one retry after a
+//! clock-skew answer (`RequestTimeTooSkewed`, or AccessDenied "Request has expired") with the
+//! offset learnt from the server's `Date` kept for all later signatures.
 
 // `CosError` (error.rs) carries its `ServiceError` inline; it is shared by every layer, so
 // its size is accepted here rather than boxed.
@@ -21,11 +31,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::acl::AclUpdate;
 use super::error::{CosError, Result, ServiceError};
 use super::retry::{self, RetryPolicy};
 use super::sign::{self, KeyTime, SignRequest};
 use super::store::{
-    BucketInfo, CompletedPart, CopyParams, ListPage, ListParams, ObjectInfo, ObjectStore,
+    AclInfo, BucketInfo, CompletedPart, CopyParams, ListPage, ListParams, ObjectInfo, ObjectStore,
     PutOptions, PutResult, RangeData,
 };
 use super::xml;
@@ -555,8 +566,8 @@ impl Client {
         }
     }
 
-    /// URL and Authorization for a request; the signature covers `host`, the query and the
-    /// headers [`is_signed_header`] selects. Used by `execute` and by presigning.
+    /// URL and signature for a request; the signature covers `host`, the query and the
+    /// headers [`is_signed_header`] selects.
     fn sign_request(
         &self,
         method: &Method,
@@ -771,10 +782,17 @@ impl Client {
             validate_key(k)?;
         }
         let policy = self.inner.config.retry;
+        let metrics = crate::metrics::global();
+        let api = api_name(req);
         let mut attempt: u32 = 1;
         let mut skew_retried = false;
         loop {
-            let outcome = match self.send_once(req).await {
+            let sent = self.send_once(req).await;
+            metrics.record_request(api, sent.as_ref().map_or(0, |r| r.status().as_u16()));
+            if sent.is_ok() {
+                crate::metrics::Metrics::add(&metrics.bytes_uploaded, req.body.len());
+            }
+            let outcome = match sent {
                 Ok(resp) if resp.status().is_success() => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
@@ -818,6 +836,7 @@ impl Client {
                 tracing::debug!(method = %req.method, key = ?req.key, attempt, error = %outcome, "COS request failed");
                 return Err(outcome);
             }
+            crate::metrics::Metrics::add(&metrics.retries, 1);
             let delay = policy.delay_after(attempt);
             tracing::debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %outcome, "retrying COS request");
             tokio::time::sleep(delay).await;
@@ -826,14 +845,65 @@ impl Client {
     }
 }
 
+/// The COS API a request calls, for the request counters (`cosmount_cos_requests_total`).
+fn api_name(req: &CosRequest) -> &'static str {
+    let has = |name: &str| req.query.iter().any(|(n, _)| n == name);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let object = req.key.is_some();
+    match req.method {
+        Method::GET if has("acl") => {
+            if object {
+                "GetObjectACL"
+            } else {
+                "GetBucketACL"
+            }
+        }
+        Method::PUT if has("acl") => {
+            if object {
+                "PutObjectACL"
+            } else {
+                "PutBucketACL"
+            }
+        }
+        Method::GET if has("cors") => "GetBucketCORS",
+        Method::PUT if has("cors") => "PutBucketCORS",
+        Method::DELETE if has("cors") => "DeleteBucketCORS",
+        Method::GET if has("uploads") => "ListMultipartUploads",
+        Method::GET if has("uploadId") => "ListParts",
+        Method::POST if has("uploads") => "InitiateMultipartUpload",
+        Method::PUT if has("partNumber") && header("x-cos-copy-source") => "UploadPartCopy",
+        Method::PUT if has("partNumber") => "UploadPart",
+        Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        Method::POST if has("delete") => "DeleteMultipleObjects",
+        Method::GET if has("location") => "GetBucketLocation",
+        Method::GET if !object => "ListObjects",
+        Method::HEAD if !object => "HeadBucket",
+        Method::PUT if !object => "PutBucket",
+        Method::DELETE if !object => "DeleteBucket",
+        Method::PUT if header("x-cos-copy-source") => "CopyObject",
+        Method::PUT => "PutObject",
+        Method::GET => "GetObject",
+        Method::HEAD => "HeadObject",
+        Method::DELETE => "DeleteObject",
+        Method::OPTIONS => "OptionsObject",
+        _ => "Other",
+    }
+}
+
 /// Read a body up to `limit` bytes. Over the limit: an error, or (for error bodies,
 /// `truncate`) just the first `limit` bytes.
 async fn read_limited(resp: reqwest::Response, limit: usize, truncate: bool) -> Result<Bytes> {
+    let endpoint = resp.url().origin().ascii_serialization();
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| CosError::Network {
-            endpoint: String::new(),
+            endpoint: endpoint.clone(),
             message: format!("reading the answer: {e}"),
         })?;
         if buf.len() + chunk.len() > limit {
@@ -953,6 +1023,17 @@ impl ObjectStore for Client {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         Client::abort_multipart(self, key, upload_id).await
     }
+
+    async fn get_acl(&self, key: Option<&str>) -> Result<AclInfo> {
+        self.get_acl_with_canned(key).await
+    }
+
+    async fn put_acl(&self, key: Option<&str>, update: &AclUpdate) -> Result<()> {
+        match key {
+            Some(k) => self.put_object_acl(k, update).await,
+            None => self.put_bucket_acl(update).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -961,6 +1042,12 @@ mod tests {
 
     fn creds() -> Credentials {
         Credentials::new("AKIDEXAMPLE", "SECRETEXAMPLE")
+    }
+
+    #[test]
+    fn client_is_cheap_to_share_across_tasks() {
+        fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+        assert_shareable::<Client>();
     }
 
     #[test]

@@ -91,56 +91,69 @@ impl std::fmt::Debug for GetObjectOutput {
 /// before Content-Length bytes arrived, so a short body is never taken for a whole one.
 pub struct ByteStream {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>,
+    /// Content-Length of the answer.
+    expected: u64,
 }
 
 impl ByteStream {
     fn from_response(resp: reqwest::Response, expected: u64) -> ByteStream {
+        // Scheme, host and port only: enough to say who stopped talking.
+        let endpoint = resp.url().origin().ascii_serialization();
         let chunks = resp.bytes_stream();
         let stream = futures::stream::unfold(
             (chunks, 0u64, false),
-            move |(mut chunks, received, done)| async move {
-                if done {
-                    return None;
-                }
-                match chunks.next().await {
-                    Some(Ok(chunk)) => {
-                        let received = received + chunk.len() as u64;
-                        if received > expected {
-                            let e = CosError::InvalidResponse(format!(
-                                "body longer than its Content-Length {expected}"
-                            ));
-                            return Some((Err(e), (chunks, received, true)));
+            move |(mut chunks, received, done)| {
+                let endpoint = endpoint.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    match chunks.next().await {
+                        Some(Ok(chunk)) => {
+                            crate::metrics::Metrics::add(
+                                &crate::metrics::global().bytes_downloaded,
+                                chunk.len() as u64,
+                            );
+                            let received = received + chunk.len() as u64;
+                            if received > expected {
+                                let e = CosError::InvalidResponse(format!(
+                                    "body longer than its Content-Length {expected}"
+                                ));
+                                return Some((Err(e), (chunks, received, true)));
+                            }
+                            Some((Ok(chunk), (chunks, received, false)))
                         }
-                        Some((Ok(chunk), (chunks, received, false)))
+                        Some(Err(e)) => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!("reading object body: {e}"),
+                            };
+                            Some((Err(e), (chunks, received, true)))
+                        }
+                        None if received < expected => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!(
+                                    "object body ended after {received} of {expected} bytes"
+                                ),
+                            };
+                            Some((Err(e), (chunks, received, true)))
+                        }
+                        None => None,
                     }
-                    Some(Err(e)) => {
-                        let e = CosError::Network {
-                            endpoint: String::new(),
-                            message: format!("reading object body: {e}"),
-                        };
-                        Some((Err(e), (chunks, received, true)))
-                    }
-                    None if received < expected => {
-                        let e = CosError::Network {
-                            endpoint: String::new(),
-                            message: format!(
-                                "object body ended after {received} of {expected} bytes"
-                            ),
-                        };
-                        Some((Err(e), (chunks, received, true)))
-                    }
-                    None => None,
                 }
             },
         );
         ByteStream {
             inner: Box::pin(stream),
+            expected,
         }
     }
 
     /// Read the rest of the body into memory; refuses more than `limit` bytes.
     pub async fn collect(mut self, limit: u64) -> Result<Bytes> {
-        let mut buf = Vec::new();
+        // One allocation of the announced size (the stream refuses more than that anyway).
+        let mut buf = Vec::with_capacity(self.expected.min(limit) as usize);
         while let Some(chunk) = self.inner.next().await {
             let chunk = chunk?;
             if buf.len() as u64 + chunk.len() as u64 > limit {
@@ -445,93 +458,50 @@ impl Client {
                 object_size: info.size,
             });
         }
-        let last = start.saturating_add(len - 1);
-        let out = self
-            .get_object(
-                key,
-                &GetObjectOptions {
-                    range: Some((start, last)),
-                    conditions,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let etag = out.info.etag.clone();
-        let object_size = out.info.size;
-        let data = match out.content_range {
-            Some(cr) => {
-                if cr.first != start {
-                    return Err(CosError::InvalidResponse(format!(
-                        "asked for bytes from {start}, got {}-{}",
-                        cr.first, cr.last
-                    )));
-                }
-                out.body.collect(len).await?
-            }
-            None => {
-                // A server that ignores Range sends the whole object: keep only our window.
-                let mut body = out.body;
-                let mut skipped = 0u64;
-                let mut buf = Vec::new();
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk?;
-                    let chunk_len = chunk.len() as u64;
-                    let from = start.saturating_sub(skipped).min(chunk_len) as usize;
-                    skipped += chunk_len;
-                    let room = (len as usize).saturating_sub(buf.len());
-                    let take = (chunk.len() - from).min(room);
-                    buf.extend_from_slice(&chunk[from..from + take]);
-                    if buf.len() as u64 == len {
-                        break;
-                    }
-                }
-                Bytes::from(buf)
-            }
+        let opts = GetObjectOptions {
+            range: Some((start, start.saturating_add(len - 1))),
+            conditions,
+            ..Default::default()
         };
-        Ok(RangeData {
-            data,
-            etag,
-            object_size,
-        })
+        // The request itself is retried inside `get_object`; a body cut off half-way is
+        // retried here, with the same policy, since the bytes are wanted in memory anyway.
+        let policy = self.config().retry;
+        let mut attempt = 1;
+        loop {
+            // Errors before the body (already retried inside) are final here.
+            let out = self.get_object(key, &opts).await?;
+            match read_range_body(out, start, len).await {
+                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+                    tracing::debug!(key, attempt, error = %e, "retrying a ranged GET cut short");
+                    tokio::time::sleep(policy.delay_after(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// GET Object into `path` (created or truncated), streaming. For a whole-object download
-    /// the CRC-64 is checked against `x-cos-hash-crc64ecma` when COS sends one. On failure
-    /// the partial file is removed.
+    /// the CRC-64 is checked against `x-cos-hash-crc64ecma` when COS sends one. A body cut
+    /// off by the network starts over (same retry policy). On failure the partial file is
+    /// removed.
     pub async fn download_to_file(
         &self,
         key: &str,
         opts: &GetObjectOptions,
         path: &Path,
     ) -> Result<ObjectInfo> {
-        let out = self.get_object(key, opts).await?;
-        let result = async {
-            let mut file = tokio::fs::File::create(path).await?;
-            let mut crc = Crc64::new();
-            let mut body = out.body;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                crc.update(&chunk);
-                file.write_all(&chunk).await?;
-            }
-            file.flush().await?;
-            file.sync_all().await?;
-            let computed = crc.finish();
-            if let (None, Some(expected)) = (out.content_range, out.info.crc64) {
-                if expected != computed {
-                    return Err(CosError::InvalidResponse(format!(
-                        "CRC-64 mismatch for {key}: COS says {expected}, received {computed}"
-                    )));
+        let policy = self.config().retry;
+        let mut attempt = 1;
+        loop {
+            let out = self.get_object(key, opts).await?;
+            match write_body_to_file(key, out, path).await {
+                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+                    tracing::debug!(key, attempt, error = %e, "retrying a download cut short");
+                    tokio::time::sleep(policy.delay_after(attempt)).await;
+                    attempt += 1;
                 }
-            }
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => Ok(out.info),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(path).await;
-                Err(e)
+                other => return other,
             }
         }
     }
@@ -669,6 +639,80 @@ impl Client {
         req = req.header_opt("x-cos-storage-class", storage_class);
         let answer = self.execute_xml(&req).await?;
         copy_result(answer.bytes(), &answer.headers, "CopyObjectResult")
+    }
+}
+
+/// The bytes of a ranged GET answer: `len` from `start` (fewer at the end of the object).
+async fn read_range_body(out: GetObjectOutput, start: u64, len: u64) -> Result<RangeData> {
+    let etag = out.info.etag.clone();
+    let object_size = out.info.size;
+    let data = match out.content_range {
+        Some(cr) => {
+            if cr.first != start {
+                return Err(CosError::InvalidResponse(format!(
+                    "asked for bytes from {start}, got {}-{}",
+                    cr.first, cr.last
+                )));
+            }
+            out.body.collect(len).await?
+        }
+        None => {
+            // A server that ignores Range sends the whole object: keep only our window.
+            let mut body = out.body;
+            let mut skipped = 0u64;
+            let mut buf = Vec::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                let chunk_len = chunk.len() as u64;
+                let from = start.saturating_sub(skipped).min(chunk_len) as usize;
+                skipped += chunk_len;
+                let room = (len as usize).saturating_sub(buf.len());
+                let take = (chunk.len() - from).min(room);
+                buf.extend_from_slice(&chunk[from..from + take]);
+                if buf.len() as u64 == len {
+                    break;
+                }
+            }
+            Bytes::from(buf)
+        }
+    };
+    Ok(RangeData {
+        data,
+        etag,
+        object_size,
+    })
+}
+
+/// Stream a GET answer into `path`, checking the whole-object CRC-64; removes the file on error.
+async fn write_body_to_file(key: &str, out: GetObjectOutput, path: &Path) -> Result<ObjectInfo> {
+    let result = async {
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut crc = Crc64::new();
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            crc.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        let computed = crc.finish();
+        if let (None, Some(expected)) = (out.content_range, out.info.crc64) {
+            if expected != computed {
+                return Err(CosError::InvalidResponse(format!(
+                    "CRC-64 mismatch for {key}: COS says {expected}, received {computed}"
+                )));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(out.info),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(path).await;
+            Err(e)
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::error::Result;
+use super::acl::{AccessControlPolicy, AclUpdate};
+use super::error::{CosError, Result, ServiceError};
 
 /// One object as a listing reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +137,26 @@ pub struct BucketInfo {
     pub region: Option<String>,
 }
 
+/// An ACL as GET `?acl` answers it, with the canned value when the answer names one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclInfo {
+    pub policy: AccessControlPolicy,
+    /// The `x-cos-acl` response header. cos-local sends it; COS's documentation lists no such
+    /// header, so without it the canned value has to be inferred from the grants.
+    pub canned: Option<String>,
+}
+
+/// What a store without ACL support answers: 501 NotImplemented, as COS does for an
+/// operation it does not offer.
+pub fn acl_not_supported() -> CosError {
+    CosError::Service(ServiceError {
+        status: 501,
+        code: "NotImplemented".into(),
+        message: "this store keeps no ACLs".into(),
+        ..Default::default()
+    })
+}
+
 /// The operations a filesystem needs. Every method is one COS request (plus retries).
 pub trait ObjectStore: Send + Sync + 'static {
     /// HEAD Bucket: Ok if it exists and is readable.
@@ -213,4 +234,21 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         upload_id: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// GET `?acl` of the object `key`, or of the bucket when `key` is `None`. Stores that
+    /// keep no ACLs (the in-memory test store) answer 501 NotImplemented.
+    fn get_acl(&self, key: Option<&str>) -> impl Future<Output = Result<AclInfo>> + Send {
+        let _ = key;
+        async { Err(acl_not_supported()) }
+    }
+
+    /// PUT `?acl` (replaces the whole ACL) of the object `key`, or of the bucket.
+    fn put_acl(
+        &self,
+        key: Option<&str>,
+        update: &AclUpdate,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (key, update);
+        async { Err(acl_not_supported()) }
+    }
 }

@@ -21,6 +21,9 @@ use super::error::{FsError, FsResult};
 use super::inode::{InodeTable, Node};
 use super::read::ReadHandle;
 
+mod mutate;
+pub use mutate::WriteSettings;
+
 /// COS rejects keys longer than this (cos-protocol.md §11).
 pub const MAX_KEY_BYTES: usize = 850;
 /// Bound of the metadata cache in entries (a listing weighs its entry count).
@@ -61,6 +64,8 @@ pub struct FsCore<S: ObjectStore> {
     next_fh: AtomicU64,
     files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// Files open for writing, and the upload settings (see `mutate.rs`).
+    writers: mutate::Writers<S>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +94,7 @@ impl<S: ObjectStore> FsCore<S> {
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            writers: mutate::Writers::new(),
             cfg,
         }
     }
@@ -102,12 +108,12 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     /// The object key of a file path.
-    fn file_key(&self, path: &str) -> String {
+    pub(crate) fn file_key(&self, path: &str) -> String {
         format!("{}{path}", self.cfg.prefix)
     }
 
     /// The key prefix of a directory path ("" or ending with `/`).
-    fn dir_prefix(&self, path: &str) -> String {
+    pub(crate) fn dir_prefix(&self, path: &str) -> String {
         if path.is_empty() {
             self.cfg.prefix.clone()
         } else {
@@ -115,7 +121,7 @@ impl<S: ObjectStore> FsCore<S> {
         }
     }
 
-    fn node(&self, ino: u64) -> FsResult<Node> {
+    pub(crate) fn node(&self, ino: u64) -> FsResult<Node> {
         self.inodes.get(ino).ok_or(FsError::UnknownInode(ino))
     }
 
@@ -148,7 +154,9 @@ impl<S: ObjectStore> FsCore<S> {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
         let m = metrics::global();
-        let found = if let Some(listing) = self.listings.get(&dir.path) {
+        let found = if let Some(writing) = self.lookup_while_writing(&path) {
+            Some(writing)
+        } else if let Some(listing) = self.listings.get(&dir.path) {
             metrics::Metrics::add(&m.meta_cache_hits, 1);
             listing.get(name).map(|e| (e.kind, e.stat.clone()))
         } else if let Some(cached) = self.lookups.get(&path) {
@@ -160,8 +168,9 @@ impl<S: ObjectStore> FsCore<S> {
             self.lookups.insert(path.clone(), found.clone(), 1);
             found
         };
-        let (kind, stat) = found.ok_or(FsError::NotFound)?;
-        let (ino, stat) = self.inodes.remember(&path, kind, stat);
+        let found = found.ok_or(FsError::NotFound)?;
+        let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }
 
@@ -171,6 +180,9 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// Attributes; a file whose metadata is older than the stat TTL is checked with one LIST.
     pub async fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        if let Some(attr) = self.attr_while_writing(ino) {
+            return Ok(attr);
+        }
         let node = self.node(ino)?;
         if node.kind == Kind::Dir || node.stat_at.elapsed() < self.cfg.stat_ttl {
             return Ok(self.attr_of(ino, node.kind, &node.stat));
@@ -232,8 +244,8 @@ impl<S: ObjectStore> FsCore<S> {
     /// READDIRPLUS hands the kernel a reference to each entry, like a lookup.
     pub fn remember_entry(&self, dir_path: &str, e: &dir::DirEntry) -> FileAttr {
         let path = child_path(dir_path, &e.name);
-        let (ino, stat) = self.inodes.remember(&path, e.kind, e.stat.clone());
-        self.attr_of(ino, e.kind, &stat)
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, e.kind, e.stat.clone());
+        self.attr_of(ino, kind, &stat)
     }
 
     /// The inode number an entry has (or gets) without adding a kernel reference (plain
@@ -298,6 +310,9 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        if let Some(result) = self.read_writer(fh, offset, size).await {
+            return result;
+        }
         let handle = lock(&self.files)
             .get(&fh)
             .cloned()
@@ -310,7 +325,7 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub fn has_file_handle(&self, fh: u64) -> bool {
-        lock(&self.files).contains_key(&fh)
+        lock(&self.files).contains_key(&fh) || self.is_write_handle(fh)
     }
 
     /// access(2): existence, and EROFS for write access on a read-only mount. Permission bits

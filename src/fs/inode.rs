@@ -74,13 +74,24 @@ impl InodeTable {
     /// Record that the kernel now knows `path` (one more lookup) and return its inode number
     /// and the stat to report (which keeps HEAD-learned metadata when the ETag is unchanged).
     pub fn remember(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Stat) {
+        let (ino, _, stat) = self.remember_kind(path, kind, stat);
+        (ino, stat)
+    }
+
+    /// [`InodeTable::remember`], also returning the kind to report: a listing sees a symlink
+    /// as a small file, so a path known to be a symlink stays one while its ETag is the same.
+    pub fn remember_kind(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Kind, Stat) {
         let mut inner = self.lock();
         if let Some(&ino) = inner.by_path.get(path) {
             if let Some(e) = inner.nodes.get_mut(&ino) {
-                if e.node.kind == kind {
+                let known_symlink = e.node.kind == Kind::Symlink
+                    && kind == Kind::File
+                    && stat.etag.is_some()
+                    && stat.etag == e.node.stat.etag;
+                if e.node.kind == kind || known_symlink {
                     e.lookups += 1;
                     merge_stat(&mut e.node, stat);
-                    return (ino, e.node.stat.clone());
+                    return (ino, e.node.kind, e.node.stat.clone());
                 }
             }
         }
@@ -102,7 +113,7 @@ impl InodeTable {
             },
         );
         inner.by_path.insert(path, ino);
-        (ino, stat)
+        (ino, kind, stat)
     }
 
     /// The kernel dropped `n` references to `ino`.
@@ -146,6 +157,56 @@ impl InodeTable {
             }
             None => false,
         }
+    }
+}
+
+/// Namespace changes made through the mount.
+impl InodeTable {
+    /// The inode currently known at `path`, and its number.
+    pub fn by_path(&self, path: &str) -> Option<(u64, Node)> {
+        let inner = self.lock();
+        let ino = *inner.by_path.get(path)?;
+        inner.nodes.get(&ino).map(|e| (ino, e.node.clone()))
+    }
+
+    /// `path` was removed: it maps to no inode any more (the inode itself lives on until the
+    /// kernel forgets it, e.g. for a file still open).
+    pub fn unlink_path(&self, path: &str) {
+        self.lock().by_path.remove(path);
+    }
+
+    /// `from` (and everything under it, for a directory) was renamed to `to`; a node that was
+    /// at `to` is unlinked. Inode numbers stay, as the kernel expects.
+    pub fn rename_path(&self, from: &str, to: &str) {
+        let mut inner = self.lock();
+        let under = format!("{from}/");
+        let moved: Vec<(Arc<str>, u64)> = inner
+            .by_path
+            .iter()
+            .filter(|(p, _)| &***p == from || p.starts_with(&under))
+            .map(|(p, ino)| (p.clone(), *ino))
+            .collect();
+        let replaced_under = format!("{to}/");
+        inner
+            .by_path
+            .retain(|p, _| &**p != to && !p.starts_with(&replaced_under));
+        for (old, ino) in moved {
+            inner.by_path.remove(&old);
+            let new: Arc<str> = Arc::from(format!("{to}{}", &old[from.len()..]));
+            if let Some(e) = inner.nodes.get_mut(&ino) {
+                e.node.path = new.clone();
+            }
+            inner.by_path.insert(new, ino);
+        }
+    }
+
+    /// Replace what is known about `ino` (after cosmount itself changed the object).
+    pub fn set_stat(&self, ino: u64, stat: Stat) -> Option<Node> {
+        let mut inner = self.lock();
+        let e = inner.nodes.get_mut(&ino)?;
+        e.node.stat = stat;
+        e.node.stat_at = Instant::now();
+        Some(e.node.clone())
     }
 }
 

@@ -49,6 +49,22 @@ pub struct SpoolFile {
     /// `Some` while the file is temporary (deleted on drop); `None` once kept.
     temp: Option<TempPath>,
     path: PathBuf,
+    /// The length counted in the `cosmount_spool_bytes` gauge for this file.
+    counted: std::sync::atomic::AtomicU64,
+}
+
+/// Move the process-wide spool gauge by the change from `old` to `new` bytes.
+fn count_spool(old: u64, new: u64) {
+    let delta = i64::try_from(new).unwrap_or(i64::MAX) - i64::try_from(old).unwrap_or(i64::MAX);
+    crate::metrics::global()
+        .spool_bytes
+        .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        count_spool(*self.counted.get_mut(), 0);
+    }
 }
 
 impl std::fmt::Debug for SpoolFile {
@@ -72,6 +88,7 @@ impl SpoolFile {
             file: Arc::new(file),
             temp: Some(temp),
             path,
+            counted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -84,12 +101,23 @@ impl SpoolFile {
     }
 
     pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, offset)
+        self.file.write_all_at(data, offset)?;
+        let end = offset.saturating_add(data.len() as u64);
+        let old = self
+            .counted
+            .fetch_max(end, std::sync::atomic::Ordering::Relaxed);
+        if end > old {
+            count_spool(old, end);
+        }
+        Ok(())
     }
 
     /// Set the length; growing fills with zeros (a sparse hole), shrinking drops the tail.
     pub fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        let old = self.counted.swap(len, std::sync::atomic::Ordering::Relaxed);
+        count_spool(old, len);
+        Ok(())
     }
 
     /// Keep the file on disk after this handle is gone (the upload failed). Returns its path.

@@ -156,6 +156,23 @@ impl Client {
         body: Vec<u8>,
         signed: bool,
     ) -> Resp {
+        self.try_send_full(method, bucket, key, query, headers, body, signed)
+            .await
+            .expect("request and response body complete")
+    }
+
+    /// Like `send_full`, but a broken connection or a short body is an Err.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn try_send_full(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        signed: bool,
+    ) -> Result<Resp, reqwest::Error> {
         let path = if bucket.is_empty() {
             "/".to_string()
         } else {
@@ -205,15 +222,15 @@ impl Client {
             );
             req = req.header("Authorization", sig.authorization(&self.secret_id));
         }
-        let resp = req.body(body).send().await.expect("request sent");
+        let resp = req.body(body).send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("body read").to_vec();
-        Resp {
+        let body = resp.bytes().await?.to_vec();
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn send(

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Drive cos-local with the official COS Python SDK (cos-python-sdk-v5 from PyPI).
+#
+#   scripts/conformance.sh [pytest args...]
+#
+# Creates a virtual environment under ${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv if missing,
+# installs cos-python-sdk-v5 and pytest there, builds cos-local, starts it on a free port with a
+# temporary data dir, runs pytest tests/conformance/, and always stops cos-local again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "==> creating $venv"
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import qcloud_cos, pytest" 2>/dev/null; then
+  echo "==> installing cos-python-sdk-v5 and pytest"
+  "$venv/bin/pip" install --quiet cos-python-sdk-v5 pytest
+fi
+
+echo "==> building cos-local"
+cargo build --quiet -p cos-local
+bin="${CARGO_TARGET_DIR:-target}/debug/cos-local"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+export COS_LOCAL_SECRET_ID="AKIDCONFORMANCE"
+export COS_LOCAL_SECRET_KEY="conformance-secret-key"
+"$bin" --data-dir "$work/data" --listen 127.0.0.1:0 \
+  --credentials "$COS_LOCAL_SECRET_ID:$COS_LOCAL_SECRET_KEY" \
+  --access-log "$work/access.log" >"$work/stdout" 2>"$work/stderr" &
+server_pid=$!
+
+# Wait for the one "cos-local listening on http://IP:PORT" line.
+for _ in $(seq 1 100); do
+  if grep -q "listening on" "$work/stdout" 2>/dev/null; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "cos-local exited early:" >&2; cat "$work/stderr" >&2; exit 1
+  fi
+  sleep 0.1
+done
+addr="$(sed -n 's#^cos-local listening on http://##p' "$work/stdout")"
+[ -n "$addr" ] || { echo "cos-local did not report its address" >&2; exit 1; }
+export COS_LOCAL_PORT="${addr##*:}"
+echo "==> cos-local on $addr"
+
+status=0
+"$venv/bin/python" -m pytest tests/conformance/ "$@" || status=$?
+echo "==> $(wc -l <"$work/access.log") requests served (access log)"
+exit "$status"
