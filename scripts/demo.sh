@@ -97,7 +97,8 @@ Try, in another terminal:
   tail -f $STATE/access.log        # every COS request the mount makes
   tail -f $STATE/cosmount.log      # cosmount's log
 
-Writes are not supported yet (they fail with EROFS).
+Writes go to the bucket too:
+  cp /etc/hosts $MNT/docs/ && mkdir $MNT/new && mv $MNT/docs/hosts $MNT/new/
 Stop: Ctrl-C here, or 'scripts/demo.sh stop'.
 MSG
 
