@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::cache::{BlockCache, TtlCache};
 use crate::cos::ObjectStore;
+use crate::metrics;
 
 use super::attr::{file_attr, AttrDefaults, Kind, PosixMeta, Stat};
 use super::dir::{self, HiddenKeys, Listing, MAX_NAME_BYTES};
@@ -152,13 +153,17 @@ impl<S: ObjectStore> FsCore<S> {
         if key.len() + 1 > MAX_KEY_BYTES {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
+        let m = metrics::global();
         let found = if let Some(writing) = self.lookup_while_writing(&path) {
             Some(writing)
         } else if let Some(listing) = self.listings.get(&dir.path) {
+            metrics::Metrics::add(&m.meta_cache_hits, 1);
             listing.get(name).map(|e| (e.kind, e.stat.clone()))
         } else if let Some(cached) = self.lookups.get(&path) {
+            metrics::Metrics::add(&m.meta_cache_hits, 1);
             cached
         } else {
+            metrics::Metrics::add(&m.meta_cache_misses, 1);
             let found = dir::lookup_key(&*self.store, &key, self.mount_time).await?;
             self.lookups.insert(path.clone(), found.clone(), 1);
             found
