@@ -27,7 +27,7 @@ use crate::cos::store::ListParams;
 use crate::cos::{Client, ClientConfig, CosError, ObjectStore};
 use crate::credentials::{self, Credentials, Lookup};
 use crate::fs::attr::AttrDefaults;
-use crate::fs::{CosFs, FsConfig, FsCore};
+use crate::fs::{CosFs, FsConfig, FsCore, WriteSettings};
 
 /// How long the parent waits for the child's status line. The bucket check retries network
 /// errors with backoff, so this is generous; a mount that takes longer is reported as failed.
@@ -357,6 +357,7 @@ fn serve(
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
     let core = Arc::new(FsCore::new(Arc::new(client), fs_config(cfg)));
+    core.set_write_settings(write_settings(cfg)?);
     let fs = CosFs::new(core, rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
     let mut session = match dev_fd(&cfg.mountpoint) {
@@ -395,6 +396,23 @@ fn serve(
     tracing::info!("unmounted; {}", crate::metrics::global().summary());
     rt.shutdown_timeout(Duration::from_secs(2));
     served.context("serving the mount")
+}
+
+/// Upload settings from the mount options; creates the spool directory.
+fn write_settings(cfg: &MountConfig) -> anyhow::Result<WriteSettings> {
+    let cache_dir = cfg
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::fs::spool::default_cache_dir);
+    let mut settings = WriteSettings::in_cache_dir(&cache_dir).with_context(|| {
+        format!(
+            "cannot create the spool directory under {} (set -o cache_dir=PATH)",
+            cache_dir.display()
+        )
+    })?;
+    settings.write.part_size = cfg.part_size;
+    settings.write.parallel_parts = cfg.parallel_parts;
+    Ok(settings)
 }
 
 async fn wait_for_stop_signal() {

@@ -33,7 +33,8 @@ only form mount(8) and /etc/fstab pass:
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
   auto_unmount uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
-  read_ahead_kb=N passwd_file=PATH log_file=PATH debug foreground fsname=NAME subtype=NAME
+  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH log_file=PATH
+  debug foreground fsname=NAME subtype=NAME
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
 Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): _netdev nofail auto noauto
   user nouser users defaults x-systemd.* dev suid nodev nosuid exec noexec atime noatime
@@ -136,6 +137,19 @@ struct RawArgs {
     #[arg(long, value_name = "KIB", help_heading = "Cache")]
     read_ahead_kb: Option<String>,
 
+    /// Directory for spool files of files being written (default $XDG_CACHE_HOME/cosmount,
+    /// /var/cache/cosmount for root). A failed upload leaves its data here.
+    #[arg(long, value_name = "PATH", help_heading = "Upload")]
+    cache_dir: Option<PathBuf>,
+
+    /// Multipart part size, 1M..5G (default 8M; grows automatically for huge files).
+    #[arg(long, value_name = "SIZE", help_heading = "Upload")]
+    part_size: Option<String>,
+
+    /// Parts uploaded in parallel per file (default 4).
+    #[arg(long, value_name = "N", help_heading = "Upload")]
+    parallel_parts: Option<String>,
+
     /// Log file used when running in the background.
     #[arg(long, value_name = "PATH", help_heading = "Logging")]
     log_file: Option<PathBuf>,
@@ -171,6 +185,10 @@ pub struct MountConfig {
     pub stat_ttl: Duration,
     pub cache_size: u64,
     pub read_ahead_kb: u32,
+    /// Spool directory parent (`None` = the default cache directory).
+    pub cache_dir: Option<PathBuf>,
+    pub part_size: u64,
+    pub parallel_parts: usize,
     pub passwd_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub debug: bool,
@@ -302,6 +320,13 @@ impl MountConfig {
         valued(&mut pairs, raw.read_ahead_kb, "read_ahead_kb");
         valued(
             &mut pairs,
+            raw.cache_dir.map(|p| p.display().to_string()),
+            "cache_dir",
+        );
+        valued(&mut pairs, raw.part_size, "part_size");
+        valued(&mut pairs, raw.parallel_parts, "parallel_parts");
+        valued(
+            &mut pairs,
             raw.log_file.map(|p| p.display().to_string()),
             "log_file",
         );
@@ -339,6 +364,9 @@ impl MountConfig {
             stat_ttl: DEFAULT_STAT_TTL,
             cache_size: DEFAULT_CACHE_SIZE,
             read_ahead_kb: DEFAULT_READ_AHEAD_KB,
+            cache_dir: None,
+            part_size: crate::fs::write::DEFAULT_PART_SIZE,
+            parallel_parts: crate::fs::write::DEFAULT_PARALLEL_PARTS,
             passwd_file: None,
             log_file: None,
             debug: false,
@@ -395,6 +423,24 @@ impl MountConfig {
                 "read_ahead_kb" => {
                     let v = need()?;
                     cfg.read_ahead_kb = v.parse().map_err(|_| invalid(name, &v, "KiB count"))?
+                }
+                "cache_dir" => cfg.cache_dir = Some(PathBuf::from(need()?)),
+                "part_size" => {
+                    let v = need()?;
+                    let size = parse_size(name, &v)?;
+                    // COS: parts are 1 MB .. 5 GB (cos-protocol.md §6).
+                    if !(1 << 20..=5 << 30).contains(&size) {
+                        return Err(invalid(name, &v, "size between 1M and 5G"));
+                    }
+                    cfg.part_size = size
+                }
+                "parallel_parts" => {
+                    let v = need()?;
+                    cfg.parallel_parts = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| invalid(name, &v, "count 1..64"))?
                 }
                 "log_file" => cfg.log_file = Some(PathBuf::from(need()?)),
                 "debug" => {

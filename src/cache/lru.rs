@@ -56,6 +56,20 @@ impl<K: Hash + Eq, V> WeightedLru<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Clone, V> WeightedLru<K, V> {
+    pub(crate) fn remove_where(&mut self, matches: impl Fn(&K) -> bool) {
+        let doomed: Vec<K> = self
+            .map
+            .iter()
+            .filter(|(k, _)| matches(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in doomed {
+            self.remove(&key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,16 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
+    /// Drop every entry whose key matches (O(entries); for renames of whole directories).
+    pub fn remove_where(&self, matches: impl Fn(&K) -> bool) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_where(matches);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

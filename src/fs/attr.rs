@@ -14,6 +14,9 @@ const BLKSIZE: u32 = 1024 * 1024;
 pub enum Kind {
     File,
     Dir,
+    /// A cosfs-style symlink: an object whose `x-cos-meta-mode` has S_IFLNK and whose body
+    /// is the target. Only a HEAD can tell (listings show it as a file).
+    Symlink,
 }
 
 impl Kind {
@@ -21,6 +24,7 @@ impl Kind {
         match self {
             Kind::File => FileType::RegularFile,
             Kind::Dir => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
         }
     }
 }
@@ -92,6 +96,7 @@ pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAtt
     let default_mode = match kind {
         Kind::File => d.file_mode,
         Kind::Dir => d.dir_mode,
+        Kind::Symlink => 0o777,
     };
     let mut perm = posix.mode.map(|m| m & 0o7777).unwrap_or(default_mode);
     if d.read_only {
@@ -112,7 +117,7 @@ pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAtt
         kind: kind.file_type(),
         perm: perm as u16,
         nlink: match kind {
-            Kind::File => 1,
+            Kind::File | Kind::Symlink => 1,
             Kind::Dir => 2,
         },
         uid: posix.uid.unwrap_or(d.uid),

@@ -20,6 +20,9 @@ use super::error::{FsError, FsResult};
 use super::inode::{InodeTable, Node};
 use super::read::ReadHandle;
 
+mod mutate;
+pub use mutate::WriteSettings;
+
 /// COS rejects keys longer than this (cos-protocol.md §11).
 pub const MAX_KEY_BYTES: usize = 850;
 /// Bound of the metadata cache in entries (a listing weighs its entry count).
@@ -60,6 +63,8 @@ pub struct FsCore<S: ObjectStore> {
     next_fh: AtomicU64,
     files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// Files open for writing, and the upload settings (see `mutate.rs`).
+    writers: mutate::Writers<S>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,6 +93,7 @@ impl<S: ObjectStore> FsCore<S> {
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            writers: mutate::Writers::new(),
             cfg,
         }
     }
@@ -146,7 +152,9 @@ impl<S: ObjectStore> FsCore<S> {
         if key.len() + 1 > MAX_KEY_BYTES {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
-        let found = if let Some(listing) = self.listings.get(&dir.path) {
+        let found = if let Some(writing) = self.lookup_while_writing(&path) {
+            Some(writing)
+        } else if let Some(listing) = self.listings.get(&dir.path) {
             listing.get(name).map(|e| (e.kind, e.stat.clone()))
         } else if let Some(cached) = self.lookups.get(&path) {
             cached
@@ -155,7 +163,8 @@ impl<S: ObjectStore> FsCore<S> {
             self.lookups.insert(path.clone(), found.clone(), 1);
             found
         };
-        let (kind, stat) = found.ok_or(FsError::NotFound)?;
+        let found = found.ok_or(FsError::NotFound)?;
+        let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
         let (ino, stat) = self.inodes.remember(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }
@@ -166,6 +175,9 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// Attributes; a file whose metadata is older than the stat TTL is checked with one LIST.
     pub async fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        if let Some(attr) = self.attr_while_writing(ino) {
+            return Ok(attr);
+        }
         let node = self.node(ino)?;
         if node.kind == Kind::Dir || node.stat_at.elapsed() < self.cfg.stat_ttl {
             return Ok(self.attr_of(ino, node.kind, &node.stat));
@@ -293,6 +305,9 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        if let Some(result) = self.read_writer(fh, offset, size).await {
+            return result;
+        }
         let handle = lock(&self.files)
             .get(&fh)
             .cloned()
@@ -305,7 +320,7 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub fn has_file_handle(&self, fh: u64) -> bool {
-        lock(&self.files).contains_key(&fh)
+        lock(&self.files).contains_key(&fh) || self.is_write_handle(fh)
     }
 
     /// access(2): existence, and EROFS for write access on a read-only mount. Permission bits

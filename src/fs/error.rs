@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use fuser::Errno;
 
+use super::namespace::NsError;
+use super::write::WriteError;
 use crate::cos::CosError;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,21 @@ pub enum FsError {
         wanted: u64,
         got: u64,
     },
+    /// An upload (write, flush, fsync, close) failed; the error picks its errno.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A namespace operation (rename, mkdir, rmdir, symlink, chmod...) failed.
+    #[error(transparent)]
+    Namespace(Box<NsError>),
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    /// Something COS cannot store (hard links, device nodes, FIFOs...); says what.
+    #[error("operation not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
     /// A bug or a cancelled task inside cosmount; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,6 +75,12 @@ pub type FsResult<T> = Result<T, FsError>;
 impl From<CosError> for FsError {
     fn from(e: CosError) -> Self {
         FsError::Cos(Box::new(e))
+    }
+}
+
+impl From<NsError> for FsError {
+    fn from(e: NsError) -> Self {
+        FsError::Namespace(Box::new(e))
     }
 }
 
@@ -76,6 +99,13 @@ impl FsError {
             // EIO, not ESTALE: the caller should see a hard error and reopen deliberately.
             FsError::ObjectChanged { .. } => Errno::EIO,
             FsError::ShortRead { .. } => Errno::EIO,
+            FsError::Write(e) => Errno::from_i32(e.errno()),
+            FsError::Namespace(e) => Errno::from_i32(e.errno()),
+            FsError::Exists => Errno::EEXIST,
+            FsError::NotEmpty => Errno::ENOTEMPTY,
+            // EPERM is what link(2) and mknod(2) answer on filesystems without such objects.
+            FsError::Unsupported(_) => Errno::EPERM,
+            FsError::InvalidArgument(_) => Errno::EINVAL,
             FsError::Internal(_) => Errno::EIO,
             FsError::Shared(inner) => inner.errno(),
         }

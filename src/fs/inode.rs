@@ -149,6 +149,56 @@ impl InodeTable {
     }
 }
 
+/// Namespace changes made through the mount.
+impl InodeTable {
+    /// The inode currently known at `path`, and its number.
+    pub fn by_path(&self, path: &str) -> Option<(u64, Node)> {
+        let inner = self.lock();
+        let ino = *inner.by_path.get(path)?;
+        inner.nodes.get(&ino).map(|e| (ino, e.node.clone()))
+    }
+
+    /// `path` was removed: it maps to no inode any more (the inode itself lives on until the
+    /// kernel forgets it, e.g. for a file still open).
+    pub fn unlink_path(&self, path: &str) {
+        self.lock().by_path.remove(path);
+    }
+
+    /// `from` (and everything under it, for a directory) was renamed to `to`; a node that was
+    /// at `to` is unlinked. Inode numbers stay, as the kernel expects.
+    pub fn rename_path(&self, from: &str, to: &str) {
+        let mut inner = self.lock();
+        let under = format!("{from}/");
+        let moved: Vec<(Arc<str>, u64)> = inner
+            .by_path
+            .iter()
+            .filter(|(p, _)| &***p == from || p.starts_with(&under))
+            .map(|(p, ino)| (p.clone(), *ino))
+            .collect();
+        let replaced_under = format!("{to}/");
+        inner
+            .by_path
+            .retain(|p, _| &**p != to && !p.starts_with(&replaced_under));
+        for (old, ino) in moved {
+            inner.by_path.remove(&old);
+            let new: Arc<str> = Arc::from(format!("{to}{}", &old[from.len()..]));
+            if let Some(e) = inner.nodes.get_mut(&ino) {
+                e.node.path = new.clone();
+            }
+            inner.by_path.insert(new, ino);
+        }
+    }
+
+    /// Replace what is known about `ino` (after cosmount itself changed the object).
+    pub fn set_stat(&self, ino: u64, stat: Stat) -> Option<Node> {
+        let mut inner = self.lock();
+        let e = inner.nodes.get_mut(&ino)?;
+        e.node.stat = stat;
+        e.node.stat_at = Instant::now();
+        Some(e.node.clone())
+    }
+}
+
 fn merge_stat(node: &mut Node, mut fresh: Stat) {
     if fresh.posix.is_none() && fresh.etag.is_some() && fresh.etag == node.stat.etag {
         // A listing cannot see x-cos-meta-*; keep what a HEAD of the same version found.

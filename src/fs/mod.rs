@@ -36,7 +36,7 @@ use tokio::runtime::Handle;
 
 use crate::cos::ObjectStore;
 
-pub use self::core::{FsConfig, FsCore};
+pub use self::core::{FsConfig, FsCore, WriteSettings};
 use self::error::FsError;
 
 /// Kernel background requests (readahead) allowed in flight; fuser's default of 16 starves a
@@ -141,6 +141,10 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
             tracing::info!("kernel lacks {missing:?}; directory listings use plain READDIR");
         }
+        // O_TRUNC arrives with open() instead of a separate truncate: no empty upload first.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
+            tracing::info!("kernel lacks {missing:?}; O_TRUNC is a separate truncate");
+        }
         let _ = config.set_max_background(MAX_BACKGROUND);
         let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
         Ok(())
@@ -175,7 +179,13 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         if write {
-            return self.refuse_write("open", reply);
+            let truncate = flags.0 & libc::O_TRUNC != 0;
+            return self.spawn(move |core| async move {
+                match core.open_for_write(ino.0, truncate).await {
+                    Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                    Err(e) => fail("open", e, reply),
+                }
+            });
         }
         self.spawn(move |core| async move {
             match core.open(ino.0, false).await {
@@ -219,12 +229,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Read handles have nothing to flush.
-        if self.core.has_file_handle(fh.0) {
-            reply.ok()
-        } else {
-            reply.error(Errno::EBADF)
-        }
+        // close(2) returns this: a handle open for writing uploads here and reports the real
+        // result (read handles have nothing to flush).
+        self.spawn(move |core| async move {
+            match core.flush_file(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => fail("flush", e, reply),
+            }
+        });
     }
 
     fn release(
@@ -237,20 +249,26 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.core.release(fh.0);
-        reply.ok();
+        self.spawn(move |core| async move {
+            core.release_file(fh.0).await;
+            reply.ok();
+        });
     }
 
     fn fsync(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Nothing is ever dirty on the read path.
-        reply.ok();
+        self.spawn(move |core| async move {
+            match core.flush_file(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => fail("fsync", e, reply),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -407,84 +425,145 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    // ---- write operations: one dispatch point each, all refused for now ----
+    // ---- write operations (core side in core/mutate.rs) ----
 
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.refuse_write("setattr", reply);
+        let ttl = self.ttl;
+        // atime is not stored; mtime "now" is resolved here, when the call was made.
+        let mtime = mtime.map(|t| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => SystemTime::now(),
+        });
+        self.spawn(move |core| async move {
+            let fh = fh.map(|fh| fh.0);
+            match core.setattr(ino.0, fh, mode, uid, gid, size, mtime).await {
+                Ok(attr) => reply.attr(&ttl, &attr),
+                Err(e) => fail("setattr", e, reply),
+            }
+        });
     }
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.refuse_write("mknod", reply);
+        let (name, ttl, uid, gid) = (name.to_os_string(), self.ttl, req.uid(), req.gid());
+        self.spawn(move |core| async move {
+            match core.mknod(parent.0, &name, mode, umask, uid, gid).await {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => fail("mknod", e, reply),
+            }
+        });
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        self.refuse_write("mkdir", reply);
+        let (name, ttl, uid, gid) = (name.to_os_string(), self.ttl, req.uid(), req.gid());
+        self.spawn(move |core| async move {
+            match core.mkdir(parent.0, &name, mode, umask, uid, gid).await {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => fail("mkdir", e, reply),
+            }
+        });
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.refuse_write("unlink", reply);
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_os_string();
+        self.spawn(move |core| async move {
+            match core.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => fail("unlink", e, reply),
+            }
+        });
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.refuse_write("rmdir", reply);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_os_string();
+        self.spawn(move |core| async move {
+            match core.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => fail("rmdir", e, reply),
+            }
+        });
     }
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        self.refuse_write("symlink", reply);
+        let (name, target) = (link_name.to_os_string(), target.to_path_buf());
+        let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
+        self.spawn(move |core| async move {
+            match core.symlink(parent.0, &name, &target, uid, gid).await {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => fail("symlink", e, reply),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn(move |core| async move {
+            match core.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => fail("readlink", e, reply),
+            }
+        });
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.refuse_write("rename", reply);
+        let (name, newname) = (name.to_os_string(), newname.to_os_string());
+        self.spawn(move |core| async move {
+            match core
+                .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => fail("rename", e, reply),
+            }
+        });
     }
 
     fn link(
@@ -495,35 +574,60 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.refuse_write("link", reply);
+        match self.core.link() {
+            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Err(e) => fail("link", e, reply),
+        }
     }
 
     fn write(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.refuse_write("write", reply);
+        // The task outlives this callback's buffer.
+        let data = data.to_vec();
+        self.spawn(move |core| async move {
+            match core.write_file(fh.0, offset, &data).await {
+                Ok(written) => reply.written(written),
+                Err(e) => fail("write", e, reply),
+            }
+        });
     }
 
     fn create(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        self.refuse_write("create", reply);
+        let (name, ttl, uid, gid) = (name.to_os_string(), self.ttl, req.uid(), req.gid());
+        self.spawn(move |core| async move {
+            match core
+                .create_file(parent.0, &name, mode, umask, uid, gid)
+                .await
+            {
+                Ok((attr, fh)) => reply.created(
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => fail("create", e, reply),
+            }
+        });
     }
 
     fn setxattr(
@@ -565,7 +669,9 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.refuse_write("fallocate", reply);
+        // Objects have no preallocation; EOPNOTSUPP makes tools fall back to plain writes.
+        tracing::debug!("fallocate refused: COS objects cannot preallocate space");
+        reply.error(Errno::EOPNOTSUPP);
     }
 }
 

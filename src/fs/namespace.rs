@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use std::future::Future;
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::write::unix_seconds;
 use crate::cos::crc64;
 use crate::cos::store::{
-    CompletedPart, ContentHeaders, CopyParams, ListParams, MetadataDirective, ObjectInfo,
-    ObjectStore, PutOptions, PutResult,
+    CompletedPart, ContentHeaders, CopyParams, ListEntry, ListParams, MetadataDirective,
+    ObjectInfo, ObjectStore, PutOptions, PutResult,
 };
 use crate::cos::CosError;
 
@@ -236,30 +238,30 @@ async fn multipart_copy<S: ObjectStore>(
         .initiate_multipart(dest, opts)
         .await
         .map_err(|e| NsError::cos("InitiateMultipartUpload", dest, e))?;
-    let copies = stream::iter(0..count)
+    let jobs: Vec<_> = (0..count)
         .map(|index| {
             let first = index * part_size;
             let last = (first + part_size).min(source.size).saturating_sub(1);
-            let upload_id = upload_id.as_str();
-            async move {
-                let number = index as u32 + 1;
-                let result = store
-                    .upload_part_copy(dest, upload_id, number, &source.key, Some((first, last)))
-                    .await
-                    .map_err(|e| NsError::cos("UploadPartCopy", dest, e))?;
-                Ok::<_, NsError>((number, result, last + 1 - first))
-            }
+            copy_part(
+                store,
+                dest,
+                &upload_id,
+                index as u32 + 1,
+                &source.key,
+                first,
+                last,
+            )
         })
-        .buffered(cfg.parallel_copies.max(1))
-        .try_collect::<Vec<_>>()
-        .await;
-    let copies = match copies {
+        .collect();
+    let copies = run_bounded(jobs, cfg.parallel_copies).await;
+    let mut copies = match copies {
         Ok(c) => c,
         Err(e) => {
             abort_quietly(store, dest, &upload_id).await;
             return Err(e);
         }
     };
+    copies.sort_by_key(|(number, _, _)| *number);
     let mut combined = Some(0u64);
     let parts: Vec<CompletedPart> = copies
         .iter()
@@ -293,6 +295,77 @@ async fn abort_quietly<S: ObjectStore>(store: &S, key: &str, upload_id: &str) {
             "aborting a failed multipart copy failed: {e}"
         );
     }
+}
+
+/// Run `jobs` with at most `limit` in flight; the first error ends the run (the jobs still
+/// running are dropped, i.e. cancelled).
+async fn run_bounded<T, F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> NsResult<Vec<T>>
+where
+    F: Future<Output = NsResult<T>>,
+{
+    let limit = limit.max(1);
+    let mut running = FuturesUnordered::new();
+    let mut done = Vec::new();
+    for job in jobs {
+        if running.len() >= limit {
+            if let Some(result) = running.next().await {
+                done.push(result?);
+            }
+        }
+        running.push(job);
+    }
+    while let Some(result) = running.next().await {
+        done.push(result?);
+    }
+    Ok(done)
+}
+
+/// One Upload Part Copy of bytes `first..=last` of `source_key`.
+async fn copy_part<S: ObjectStore>(
+    store: &S,
+    dest: &str,
+    upload_id: &str,
+    number: u32,
+    source_key: &str,
+    first: u64,
+    last: u64,
+) -> NsResult<(u32, PutResult, u64)> {
+    let result = store
+        .upload_part_copy(dest, upload_id, number, source_key, Some((first, last)))
+        .await
+        .map_err(|e| NsError::cos("UploadPartCopy", dest, e))?;
+    Ok((number, result, last + 1 - first))
+}
+
+/// Copy one listed object from under `from_dir` to the same place under `to_dir`.
+async fn copy_into<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    entry: &ListEntry,
+    from_dir: &str,
+    to_dir: &str,
+) -> NsResult<()> {
+    let dest = format!("{to_dir}{}", &entry.key[from_dir.len()..]);
+    if entry.size > cfg.max_simple_copy {
+        // A part copy must re-stamp headers and metadata: learn them first.
+        let info = store
+            .head_object(&entry.key)
+            .await
+            .map_err(|e| NsError::cos("HeadObject", &entry.key, e))?;
+        copy_object(store, cfg, &info, &dest, None).await?;
+    } else {
+        let params = CopyParams {
+            source_key: entry.key.clone(),
+            directive: MetadataDirective::Copy,
+            storage_class: Some(entry.storage_class.clone()),
+            source_if_match: Some(entry.etag.clone()),
+        };
+        store
+            .copy_object(&dest, &params)
+            .await
+            .map_err(|e| NsError::cos("PUT Object - Copy", &dest, e))?;
+    }
+    Ok(())
 }
 
 /// Rename one object (file or symlink): copy, then delete the source. An existing `dest` is
@@ -359,33 +432,14 @@ pub async fn rename_dir<S: ObjectStore>(
             .list_objects(&params)
             .await
             .map_err(|e| NsError::cos("ListObjects", from_dir, e))?;
-        stream::iter(page.objects.iter())
-            .map(|entry| async move {
-                let dest = format!("{to_dir}{}", &entry.key[from_dir.len()..]);
-                if entry.size > cfg.max_simple_copy {
-                    // A part copy must re-stamp headers and metadata: learn them first.
-                    let info = store
-                        .head_object(&entry.key)
-                        .await
-                        .map_err(|e| NsError::cos("HeadObject", &entry.key, e))?;
-                    copy_object(store, cfg, &info, &dest, None).await?;
-                } else {
-                    let params = CopyParams {
-                        source_key: entry.key.clone(),
-                        directive: MetadataDirective::Copy,
-                        storage_class: Some(entry.storage_class.clone()),
-                        source_if_match: Some(entry.etag.clone()),
-                    };
-                    store
-                        .copy_object(&dest, &params)
-                        .await
-                        .map_err(|e| NsError::cos("PUT Object - Copy", &dest, e))?;
-                }
-                Ok::<_, NsError>(())
-            })
-            .buffer_unordered(cfg.parallel_copies.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+        // Collected first: an iterator adapter held across `.await` trips rustc's higher-ranked
+        // lifetime check when the future must be Send.
+        let jobs: Vec<_> = page
+            .objects
+            .iter()
+            .map(|entry| copy_into(store, cfg, entry, from_dir, to_dir))
+            .collect();
+        run_bounded(jobs, cfg.parallel_copies).await?;
         moved.extend(page.objects.iter().map(|o| o.key.clone()));
         match (page.is_truncated, page.next_marker) {
             (true, Some(next)) => marker = Some(next),
@@ -399,16 +453,8 @@ pub async fn rename_dir<S: ObjectStore>(
             _ => break,
         }
     }
-    stream::iter(moved.iter())
-        .map(|key| async move {
-            store
-                .delete_object(key)
-                .await
-                .map_err(|e| NsError::cos("DeleteObject", key, e))
-        })
-        .buffer_unordered(cfg.parallel_copies.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+    let jobs: Vec<_> = moved.iter().map(|key| remove_file(store, key)).collect();
+    run_bounded(jobs, cfg.parallel_copies).await?;
     Ok(moved.len())
 }
 
@@ -421,31 +467,33 @@ pub async fn set_attributes<S: ObjectStore>(
     update: AttrUpdate,
 ) -> NsResult<PutResult> {
     let mut opts = options_of(info);
-    let type_bits = object_type_bits(&info.key, &info.meta);
+    apply_attr_update(&info.key, &mut opts.meta, update);
+    copy_object(store, cfg, info, &info.key, Some(opts)).await
+}
+
+/// Apply `update` to an object's user metadata (what [`set_attributes`] stamps).
+pub fn apply_attr_update(key: &str, meta: &mut BTreeMap<String, String>, update: AttrUpdate) {
+    let type_bits = object_type_bits(key, meta);
     if let Some(mode) = update.mode {
-        opts.meta
-            .insert("mode".into(), (type_bits | (mode & 0o7777)).to_string());
-    } else if !opts.meta.contains_key("mode") {
+        meta.insert("mode".into(), (type_bits | (mode & 0o7777)).to_string());
+    } else if !meta.contains_key("mode") {
         // Without a mode the reader would guess one; pin the default it would show.
         let default = if type_bits == libc::S_IFDIR {
             0o755
         } else {
             0o644
         };
-        opts.meta
-            .insert("mode".into(), (type_bits | default).to_string());
+        meta.insert("mode".into(), (type_bits | default).to_string());
     }
     if let Some(uid) = update.uid {
-        opts.meta.insert("uid".into(), uid.to_string());
+        meta.insert("uid".into(), uid.to_string());
     }
     if let Some(gid) = update.gid {
-        opts.meta.insert("gid".into(), gid.to_string());
+        meta.insert("gid".into(), gid.to_string());
     }
     if let Some(mtime) = update.mtime {
-        opts.meta
-            .insert("mtime".into(), unix_seconds(mtime).to_string());
+        meta.insert("mtime".into(), unix_seconds(mtime).to_string());
     }
-    copy_object(store, cfg, info, &info.key, Some(opts)).await
 }
 
 /// mkdir: a 0-byte `dir/` marker carrying `S_IFDIR | perm`.

@@ -522,6 +522,13 @@ impl<S: ObjectStore> WriteHandle<S> {
         }
     }
 
+    /// Forget the changes: the file was deleted while open, nothing is to be uploaded (the
+    /// spool file goes away with the handle).
+    pub fn discard(&mut self) {
+        self.data_changed = false;
+        self.meta_changed = false;
+    }
+
     /// Parts of the current multipart upload started or finished (0 when none is running).
     pub fn parts_in_upload(&self) -> usize {
         self.upload.as_ref().map_or(0, |u| u.parts.len())
@@ -706,14 +713,14 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.flush().await
     }
 
-    /// Follow a rename of the file while it is open: the object now lives at `new_key` (a copy
-    /// of `info`). Call after a successful [`WriteHandle::flush`], so nothing is pending.
-    pub fn retarget(&mut self, new_key: &str, info: Option<&ObjectInfo>) {
+    /// Follow a rename of the file while it is open: the object now lives at `new_key` with
+    /// ETag `new_etag` (a copy of what the last flush uploaded). Call after a successful
+    /// [`WriteHandle::flush`], so nothing is pending.
+    pub fn retarget(&mut self, new_key: &str, new_etag: &str) {
         self.key = new_key.to_string();
-        if let (Some(base), Some(info)) = (&mut self.base, info) {
+        if let Some(base) = &mut self.base {
             base.key = new_key.to_string();
-            base.etag = info.etag.clone();
-            base.len = base.len.min(info.size);
+            base.etag = new_etag.to_string();
         }
     }
 
@@ -1096,6 +1103,14 @@ impl<S: ObjectStore> WriteHandle<S> {
 
 impl<S: ObjectStore> Drop for WriteHandle<S> {
     fn drop(&mut self) {
+        // Dropped with data never uploaded (the mount went away before close): keep it.
+        if self.is_dirty() && !self.spool.is_kept() {
+            match self.spool.keep() {
+                Ok(path) => tracing::warn!(key = %self.key, spool = %path.display(),
+                    "file dropped before its upload; the written data is kept in the spool file"),
+                Err(e) => tracing::error!(key = %self.key, "could not keep the spool file: {e}"),
+            }
+        }
         // A handle dropped without close (e.g. the mount going away) must not leave a pending
         // multipart upload costing storage.
         if let Some(upload) = self.upload.take() {

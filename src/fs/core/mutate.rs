@@ -1,0 +1,1173 @@
+//! The mutating half of the core: files open for writing, and namespace changes (create,
+//! mkdir, unlink, rmdir, rename, symlink, setattr). The object-level work is in
+//! [`crate::fs::write`] and [`crate::fs::namespace`]; this module keeps the core's caches
+//! truthful around it: every change updates the inode table and drops the listing and lookup
+//! cache entries it makes stale, so `ls` right after `mv`, `rm` or `cp` shows the new state.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use fuser::FileAttr;
+
+use super::{child_path, lock, FsCore, MAX_KEY_BYTES};
+use crate::cos::store::ObjectInfo;
+use crate::cos::ObjectStore;
+use crate::fs::attr::{Kind, PosixMeta, Stat};
+use crate::fs::dir::{self, MAX_NAME_BYTES};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::{self, AttrUpdate, NamespaceConfig};
+use crate::fs::spool;
+use crate::fs::write::{FileAttrs, WriteConfig, WriteHandle};
+
+/// Where and how files are uploaded.
+#[derive(Debug, Clone)]
+pub struct WriteSettings {
+    pub write: WriteConfig,
+    pub namespace: NamespaceConfig,
+}
+
+impl WriteSettings {
+    /// Defaults, spooling under `cache_dir/spool` (created, mode 0700).
+    pub fn in_cache_dir(cache_dir: &Path) -> std::io::Result<Self> {
+        Ok(WriteSettings {
+            write: WriteConfig::new(spool::spool_dir(cache_dir)?),
+            namespace: NamespaceConfig::default(),
+        })
+    }
+}
+
+/// One open-for-write file handle.
+pub(super) struct OpenWriter<S: ObjectStore> {
+    ino: u64,
+    /// Follows renames of the file while it is open.
+    path: Mutex<String>,
+    handle: tokio::sync::Mutex<WriteHandle<S>>,
+    /// The handle's size, readable while an upload holds the handle.
+    size: Arc<AtomicU64>,
+    /// The file was unlinked while open: its data must not be uploaded any more.
+    unlinked: AtomicBool,
+}
+
+impl<S: ObjectStore> OpenWriter<S> {
+    fn path(&self) -> String {
+        lock(&self.path).clone()
+    }
+}
+
+/// The write side's state inside the core.
+pub(super) struct Writers<S: ObjectStore> {
+    settings: Mutex<Option<WriteSettings>>,
+    open: Mutex<HashMap<u64, Arc<OpenWriter<S>>>>,
+}
+
+impl<S: ObjectStore> Writers<S> {
+    pub(super) fn new() -> Self {
+        Writers {
+            settings: Mutex::new(None),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+fn posix_of(attrs: &FileAttrs) -> PosixMeta {
+    PosixMeta {
+        mode: Some(attrs.mode),
+        uid: Some(attrs.uid),
+        gid: Some(attrs.gid),
+        mtime: Some(attrs.mtime),
+    }
+}
+
+/// Bytes COS cannot hold in a key (cos-protocol.md §11), or that no name may contain.
+fn invalid_name_byte(b: u8) -> bool {
+    matches!(b, b'\n' | b'\r' | 0x18..=0x1B | b'/' | 0)
+}
+
+impl<S: ObjectStore> FsCore<S> {
+    /// Use these upload settings (spool directory, part size...) instead of the defaults.
+    pub fn set_write_settings(&self, settings: WriteSettings) {
+        *lock(&self.writers.settings) = Some(settings);
+    }
+
+    /// The upload settings; the first use without explicit settings creates the default spool
+    /// directory (`$XDG_CACHE_HOME/cosmount`, or `/var/cache/cosmount` for root).
+    fn write_settings(&self) -> FsResult<WriteSettings> {
+        let mut settings = lock(&self.writers.settings);
+        if let Some(s) = settings.as_ref() {
+            return Ok(s.clone());
+        }
+        let cache_dir = spool::default_cache_dir();
+        let s = WriteSettings::in_cache_dir(&cache_dir).map_err(|e| {
+            FsError::Internal(format!(
+                "cannot create the spool directory under {}: {e}",
+                cache_dir.display()
+            ))
+        })?;
+        *settings = Some(s.clone());
+        Ok(s)
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Path and key of a new entry `name` in directory `parent`, checked against COS's rules.
+    fn new_child(&self, parent: u64, name: &OsStr) -> FsResult<(String, String)> {
+        let dir = self.node(parent)?;
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotADirectory);
+        }
+        let bytes = name.as_bytes();
+        if bytes.len() > MAX_NAME_BYTES {
+            return Err(FsError::NameTooLong(format!("{} bytes", bytes.len())));
+        }
+        let name = name
+            .to_str()
+            .ok_or_else(|| FsError::InvalidName("not UTF-8".into()))?;
+        if bytes.iter().any(|b| invalid_name_byte(*b)) || !dir::valid_name(name) {
+            return Err(FsError::InvalidName(name.escape_debug().to_string()));
+        }
+        let path = child_path(&dir.path, name);
+        let key = self.file_key(&path);
+        // Room for the `/` of a directory marker too.
+        if key.len() + 1 > MAX_KEY_BYTES {
+            return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
+        }
+        Ok((path, key))
+    }
+
+    /// Forget cached knowledge about `path` and its parent's listing.
+    fn invalidate_path(&self, path: &str) {
+        self.listings.remove(&Arc::from(parent_of(path)));
+        self.lookups.remove(&path.to_string());
+    }
+
+    /// Forget cached knowledge about `path` and everything under it.
+    fn invalidate_tree(&self, path: &str) {
+        self.invalidate_path(path);
+        self.listings
+            .remove_where(|p: &Arc<str>| &**p == path || is_under(p, path));
+        self.lookups.remove_where(|p: &String| is_under(p, path));
+    }
+
+    /// `path` is gone: a later lookup answers ENOENT without asking COS (whose listings may
+    /// still show it for a while).
+    fn note_removed(&self, path: &str) {
+        self.inodes.unlink_path(path);
+        self.invalidate_path(path);
+        self.lookups.insert(path.to_string(), None, 1);
+    }
+
+    fn writer(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
+        lock(&self.writers.open).get(&fh).cloned()
+    }
+
+    fn writers_where(&self, pred: impl Fn(&OpenWriter<S>) -> bool) -> Vec<Arc<OpenWriter<S>>> {
+        lock(&self.writers.open)
+            .values()
+            .filter(|w| pred(w))
+            .cloned()
+            .collect()
+    }
+
+    fn register_writer(&self, ino: u64, path: &str, handle: WriteHandle<S>) -> u64 {
+        let fh = self.next_handle();
+        let writer = OpenWriter {
+            ino,
+            path: Mutex::new(path.to_string()),
+            size: handle.shared_size(),
+            handle: tokio::sync::Mutex::new(handle),
+            unlinked: AtomicBool::new(false),
+        };
+        lock(&self.writers.open).insert(fh, Arc::new(writer));
+        fh
+    }
+
+    /// Is `fh` a handle open for writing?
+    pub fn is_write_handle(&self, fh: u64) -> bool {
+        lock(&self.writers.open).contains_key(&fh)
+    }
+
+    /// Attributes of an inode some handle is writing: the size it has now.
+    pub(super) fn attr_while_writing(&self, ino: u64) -> Option<FileAttr> {
+        let size = lock(&self.writers.open)
+            .values()
+            .find(|w| w.ino == ino)
+            .map(|w| w.size.load(Ordering::SeqCst))?;
+        let node = self.node(ino).ok()?;
+        let stat = Stat { size, ..node.stat };
+        Some(self.attr_of(ino, node.kind, &stat))
+    }
+
+    /// A lookup of a path some handle is writing (possibly not uploaded yet).
+    pub(super) fn lookup_while_writing(&self, path: &str) -> Option<(Kind, Stat)> {
+        let writer = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && w.path() == path)
+            .into_iter()
+            .next()?;
+        let node = self.node(writer.ino).ok()?;
+        let size = writer.size.load(Ordering::SeqCst);
+        Some((Kind::File, Stat { size, ..node.stat }))
+    }
+
+    /// What a listing cannot tell, for a lookup: a small object may be a symlink (cosfs
+    /// stores those as objects with S_IFLNK in `x-cos-meta-mode`), and a directory's mode and
+    /// owner live on its `dir/` marker. One HEAD tells, once per stat TTL (the result stays on
+    /// the inode). Big files cost nothing here: their metadata is read at open.
+    pub(super) async fn refine_lookup(
+        &self,
+        path: &str,
+        key: &str,
+        found: (Kind, Stat),
+    ) -> FsResult<(Kind, Stat)> {
+        let (kind, stat) = found;
+        if stat.posix.is_some() {
+            return Ok((kind, stat));
+        }
+        if let Some((_, node)) = self.inodes.by_path(path) {
+            let same_version = node.stat.etag == stat.etag;
+            let fresh = node.stat_at.elapsed() < self.cfg.stat_ttl;
+            if node.kind == kind && same_version && fresh && node.stat.posix.is_some() {
+                return Ok((node.kind, node.stat));
+            }
+        }
+        if kind == Kind::Dir {
+            if path.is_empty() {
+                return Ok((kind, stat));
+            }
+            return match self.store.head_object(&format!("{key}/")).await {
+                Ok(info) => Ok((
+                    kind,
+                    Stat {
+                        posix: Some(PosixMeta::from_meta(&info.meta)),
+                        ..stat
+                    },
+                )),
+                // An implied directory (no marker): the mount's defaults apply (and are now
+                // known, so the next lookup does not ask again).
+                Err(e) if e.is_not_found() => Ok((
+                    kind,
+                    Stat {
+                        posix: Some(PosixMeta::default()),
+                        ..stat
+                    },
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
+        if kind != Kind::File || stat.size > namespace::MAX_LINK_TARGET {
+            return Ok((kind, stat));
+        }
+        let info = match self.store.head_object(key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let kind = if namespace::is_symlink(&info) {
+            Kind::Symlink
+        } else {
+            Kind::File
+        };
+        Ok((kind, stat_of(&info)))
+    }
+
+    // ---- files open for writing ----
+
+    /// create(2): a new, empty file open for writing. The object appears at the first flush
+    /// (close or fsync), never as a placeholder before.
+    pub async fn create_file(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<(FileAttr, u64)> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let settings = self.write_settings()?;
+        let attrs = FileAttrs::regular(mode & !umask, uid, gid);
+        let handle = WriteHandle::create(self.store.clone(), &key, settings.write, attrs)?;
+        let stat = Stat {
+            size: 0,
+            etag: None,
+            mtime: attrs.mtime,
+            posix: Some(posix_of(&attrs)),
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::File, stat);
+        self.inodes.set_stat(ino, stat.clone());
+        let fh = self.register_writer(ino, &path, handle);
+        self.invalidate_path(&path);
+        Ok((self.attr_of(ino, Kind::File, &stat), fh))
+    }
+
+    /// open(2) for writing: one HEAD for the object's size, ETag and metadata. Its content is
+    /// fetched lazily when a write needs it (never with `truncate`, O_TRUNC).
+    pub async fn open_for_write(&self, ino: u64, truncate: bool) -> FsResult<u64> {
+        self.check_writable()?;
+        let node = self.node(ino)?;
+        match node.kind {
+            Kind::Dir => return Err(FsError::IsADirectory),
+            // The kernel resolves symlinks before open; one reaching here is not writable.
+            Kind::Symlink => return Err(FsError::InvalidArgument("open of a symlink")),
+            Kind::File => {}
+        }
+        let key = self.file_key(&node.path);
+        let settings = self.write_settings()?;
+        let handle = match self.store.head_object(&key).await {
+            Ok(info) => {
+                let attrs = self.attrs_from_meta(&info);
+                WriteHandle::open_existing(
+                    self.store.clone(),
+                    &info,
+                    truncate,
+                    settings.write,
+                    attrs,
+                )?
+            }
+            // Not uploaded yet (created by a handle still open) or deleted behind our back:
+            // start from an empty file, as a new one.
+            Err(e) if e.is_not_found() => {
+                let posix = node.stat.posix.clone().unwrap_or_default();
+                let d = &self.cfg.defaults;
+                let attrs = FileAttrs {
+                    mode: libc::S_IFREG | (posix.mode.unwrap_or(d.file_mode) & 0o7777),
+                    uid: posix.uid.unwrap_or(d.uid),
+                    gid: posix.gid.unwrap_or(d.gid),
+                    mtime: SystemTime::now(),
+                };
+                WriteHandle::create(self.store.clone(), &key, settings.write, attrs)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stat = Stat {
+            size: handle.size(),
+            posix: Some(posix_of(&handle.attrs())),
+            ..node.stat.clone()
+        };
+        self.inodes.set_stat(ino, stat);
+        Ok(self.register_writer(ino, &node.path, handle))
+    }
+
+    fn attrs_from_meta(&self, info: &ObjectInfo) -> FileAttrs {
+        let posix = PosixMeta::from_meta(&info.meta);
+        let d = &self.cfg.defaults;
+        FileAttrs {
+            mode: libc::S_IFREG | (posix.mode.unwrap_or(d.file_mode) & 0o7777),
+            uid: posix.uid.unwrap_or(d.uid),
+            gid: posix.gid.unwrap_or(d.gid),
+            mtime: posix.mtime.unwrap_or(info.last_modified),
+        }
+    }
+
+    pub async fn write_file(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+        let len = u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write size"))?;
+        writer.handle.lock().await.write_at(offset, data).await?;
+        Ok(len)
+    }
+
+    /// Reads through a handle open for writing see what was written.
+    pub(super) async fn read_writer(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<FsResult<Bytes>> {
+        let writer = self.writer(fh)?;
+        let mut handle = writer.handle.lock().await;
+        Some(
+            handle
+                .read_at(offset, u64::from(size))
+                .await
+                .map_err(FsError::from),
+        )
+    }
+
+    /// flush (each close(2)) and fsync: upload what was written; the real result is returned.
+    pub async fn flush_file(&self, fh: u64) -> FsResult<()> {
+        let Some(writer) = self.writer(fh) else {
+            return if self.has_file_handle(fh) {
+                Ok(())
+            } else {
+                Err(FsError::BadHandle(fh))
+            };
+        };
+        self.upload(&writer).await
+    }
+
+    async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
+        let mut handle = writer.handle.lock().await;
+        if writer.unlinked.load(Ordering::SeqCst) {
+            handle.discard();
+            return Ok(());
+        }
+        if !handle.is_dirty() {
+            // Still report a failure from earlier (the state is sticky).
+            handle.flush().await?;
+            return Ok(());
+        }
+        let result = handle.flush().await?;
+        let path = writer.path();
+        let stat = Stat {
+            size: handle.size(),
+            etag: Some(result.etag),
+            mtime: handle.attrs().mtime,
+            posix: Some(posix_of(&handle.attrs())),
+        };
+        self.inodes.set_stat(writer.ino, stat);
+        self.invalidate_path(&path);
+        Ok(())
+    }
+
+    /// release: the last close of a handle. Normally flush already uploaded; this uploads
+    /// what a flush could not (its error can only be logged: release has no caller to tell).
+    pub async fn release_file(&self, fh: u64) {
+        let Some(writer) = self.writer(fh) else {
+            self.release(fh);
+            return;
+        };
+        if let Err(e) = self.upload(&writer).await {
+            tracing::error!(path = %writer.path(), "upload at release failed: {e}");
+        }
+        lock(&self.writers.open).remove(&fh);
+    }
+
+    // ---- attributes ----
+
+    /// setattr: truncate and chmod/chown/utimens. On a file open for writing they ride along
+    /// with its upload; otherwise truncate rewrites the object and the rest is a metadata-only
+    /// update (copy onto itself).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<FileAttr> {
+        let node = self.node(ino)?;
+        let changes_meta = mode.is_some() || uid.is_some() || gid.is_some() || mtime.is_some();
+        if size.is_none() && !changes_meta {
+            // atime only (or nothing): not stored.
+            return self.getattr(ino).await;
+        }
+        self.check_writable()?;
+        if size.is_some() && node.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        let writer = fh
+            .and_then(|fh| self.writer(fh))
+            .or_else(|| self.writers_where(|w| w.ino == ino).into_iter().next());
+        if let Some(writer) = writer {
+            let mut handle = writer.handle.lock().await;
+            if let Some(size) = size {
+                handle.truncate(size).await?;
+            }
+            if changes_meta {
+                handle.set_attrs(mode, uid, gid, mtime)?;
+            }
+            let stat = Stat {
+                size: handle.size(),
+                mtime: handle.attrs().mtime,
+                posix: Some(posix_of(&handle.attrs())),
+                ..node.stat.clone()
+            };
+            let node = self
+                .inodes
+                .set_stat(ino, stat)
+                .ok_or(FsError::UnknownInode(ino))?;
+            return Ok(self.attr_of(ino, node.kind, &node.stat));
+        }
+        if let Some(size) = size {
+            // truncate(2) of a file nobody has open: rewrite it (content fetched as needed).
+            let fh = self.open_for_write(ino, size == 0).await?;
+            let result = async {
+                let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+                {
+                    let mut handle = writer.handle.lock().await;
+                    handle.truncate(size).await?;
+                    if changes_meta {
+                        handle.set_attrs(mode, uid, gid, mtime)?;
+                    }
+                }
+                self.upload(&writer).await
+            }
+            .await;
+            self.release_file(fh).await;
+            result?;
+            let node = self.node(ino)?;
+            return Ok(self.attr_of(ino, node.kind, &node.stat));
+        }
+        let update = AttrUpdate {
+            mode,
+            uid,
+            gid,
+            mtime,
+        };
+        let stat = self.update_metadata(&node.path, node.kind, update).await?;
+        let node = self
+            .inodes
+            .set_stat(ino, stat)
+            .ok_or(FsError::UnknownInode(ino))?;
+        self.invalidate_path(&node.path);
+        Ok(self.attr_of(ino, node.kind, &node.stat))
+    }
+
+    /// chmod/chown/utimens on a closed object (a directory's marker, created if the directory
+    /// is only implied by its children). Returns the new stat.
+    async fn update_metadata(&self, path: &str, kind: Kind, update: AttrUpdate) -> FsResult<Stat> {
+        let settings = self.write_settings()?;
+        let key = match kind {
+            Kind::Dir if path.is_empty() => {
+                // The mount root has no object to carry metadata.
+                return Err(FsError::Unsupported(
+                    "changing the attributes of the mount root",
+                ));
+            }
+            Kind::Dir => self.dir_prefix(path),
+            Kind::File | Kind::Symlink => self.file_key(path),
+        };
+        let info = match self.store.head_object(&key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() && kind == Kind::Dir => {
+                let d = &self.cfg.defaults;
+                let perm = update.mode.unwrap_or(d.dir_mode);
+                let uid = update.uid.unwrap_or(d.uid);
+                let gid = update.gid.unwrap_or(d.gid);
+                namespace::make_dir(&*self.store, &key, perm, uid, gid).await?;
+                self.store.head_object(&key).await?
+            }
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let mut meta = info.meta.clone();
+        namespace::apply_attr_update(&key, &mut meta, update);
+        let result =
+            namespace::set_attributes(&*self.store, &settings.namespace, &info, update).await?;
+        let posix = PosixMeta::from_meta(&meta);
+        Ok(Stat {
+            size: if kind == Kind::Dir { 0 } else { info.size },
+            etag: if kind == Kind::Dir {
+                None
+            } else {
+                Some(result.etag)
+            },
+            mtime: posix.mtime.unwrap_or(info.last_modified),
+            posix: Some(posix),
+        })
+    }
+
+    // ---- namespace ----
+
+    /// mkdir: a `dir/` marker carrying the mode.
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let perm = mode & !umask & 0o7777;
+        namespace::make_dir(&*self.store, &format!("{key}/"), perm, uid, gid).await?;
+        let now = SystemTime::now();
+        let stat = Stat {
+            posix: Some(PosixMeta {
+                mode: Some(libc::S_IFDIR | perm),
+                uid: Some(uid),
+                gid: Some(gid),
+                mtime: Some(now),
+            }),
+            ..Stat::directory(now)
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::Dir, stat);
+        // A directory of the same name may have existed: nothing cached under it is true now.
+        self.invalidate_tree(&path);
+        Ok(self.attr_of(ino, Kind::Dir, &stat))
+    }
+
+    /// mknod: regular files only (an empty object); FIFOs, sockets and devices cannot be stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
+            return Err(FsError::Unsupported(
+                "device nodes, FIFOs and sockets cannot be stored in COS",
+            ));
+        }
+        let (attr, fh) = self
+            .create_file(parent, name, mode, umask, uid, gid)
+            .await?;
+        let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
+        let uploaded = self.upload(&writer).await;
+        lock(&self.writers.open).remove(&fh);
+        uploaded?;
+        let node = self.node(attr.ino.0)?;
+        Ok(self.attr_of(attr.ino.0, node.kind, &node.stat))
+    }
+
+    /// unlink: DELETE the object. A handle still writing it stops uploading.
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        for writer in self.writers_where(|w| w.path() == path) {
+            writer.unlinked.store(true, Ordering::SeqCst);
+        }
+        namespace::remove_file(&*self.store, &key).await?;
+        self.note_removed(&path);
+        Ok(())
+    }
+
+    /// rmdir: ENOTEMPTY unless empty (in COS and among files still being written).
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let pending = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && is_under(&w.path(), &path));
+        if !pending.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        namespace::remove_dir(&*self.store, &format!("{key}/")).await?;
+        self.note_removed(&path);
+        self.invalidate_tree(&path);
+        Ok(())
+    }
+
+    /// symlink, stored the cosfs way (body = target, mode S_IFLNK|0777).
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, key) = self.new_child(parent, name)?;
+        let target = target.as_os_str().as_bytes();
+        let result = namespace::make_symlink(&*self.store, &key, target, uid, gid).await?;
+        let now = SystemTime::now();
+        let stat = Stat {
+            size: target.len() as u64,
+            etag: Some(result.etag),
+            mtime: now,
+            posix: Some(PosixMeta {
+                mode: Some(libc::S_IFLNK | 0o777),
+                uid: Some(uid),
+                gid: Some(gid),
+                mtime: Some(now),
+            }),
+        };
+        let (ino, stat) = self.inodes.remember(&path, Kind::Symlink, stat);
+        self.invalidate_path(&path);
+        Ok(self.attr_of(ino, Kind::Symlink, &stat))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let key = self.file_key(&node.path);
+        let info = match self.store.head_object(&key).await {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(namespace::read_link(&*self.store, &info).await?)
+    }
+
+    /// What is at `path` now: a file being written, a known inode, or what COS lists.
+    async fn resolve(&self, path: &str) -> FsResult<Option<Kind>> {
+        if self.lookup_while_writing(path).is_some() {
+            return Ok(Some(Kind::File));
+        }
+        if let Some((_, node)) = self.inodes.by_path(path) {
+            return Ok(Some(node.kind));
+        }
+        if let Some(listing) = self.listings.get(&Arc::from(parent_of(path))) {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            return Ok(listing.get(name).map(|e| e.kind));
+        }
+        if let Some(cached) = self.lookups.get(&path.to_string()) {
+            return Ok(cached.map(|(kind, _)| kind));
+        }
+        let found = dir::lookup_key(&*self.store, &self.file_key(path), self.mount_time).await?;
+        Ok(found.map(|(kind, _)| kind))
+    }
+
+    /// rename: copy then delete (a directory: every key under it; not atomic). Files still
+    /// open for writing are uploaded first and follow the rename.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::InvalidArgument("RENAME_EXCHANGE is not supported"));
+        }
+        let (from, from_key) = self.new_child(parent, name)?;
+        let (to, to_key) = self.new_child(new_parent, new_name)?;
+        if from == to {
+            return Ok(());
+        }
+        let kind = self.resolve(&from).await?.ok_or(FsError::NotFound)?;
+        let target = self.resolve(&to).await?;
+        if flags & libc::RENAME_NOREPLACE != 0 && target.is_some() {
+            return Err(FsError::Exists);
+        }
+        let settings = self.write_settings()?;
+        match kind {
+            Kind::Dir => {
+                if is_under(&to, &from) {
+                    return Err(FsError::InvalidArgument(
+                        "cannot move a directory into itself",
+                    ));
+                }
+                let to_prefix = self.dir_prefix(&to);
+                match target {
+                    Some(Kind::Dir)
+                        if !namespace::dir_is_empty(&*self.store, &to_prefix).await? =>
+                    {
+                        return Err(FsError::NotEmpty);
+                    }
+                    Some(Kind::File | Kind::Symlink) => return Err(FsError::NotADirectory),
+                    Some(Kind::Dir) | None => {}
+                }
+                let moving = self.writers_where(|w| is_under(&w.path(), &from));
+                for writer in &moving {
+                    self.upload(writer).await?;
+                }
+                let from_prefix = self.dir_prefix(&from);
+                namespace::rename_dir(&*self.store, &settings.namespace, &from_prefix, &to_prefix)
+                    .await?;
+                for writer in &moving {
+                    let new_path = format!("{to}{}", &writer.path()[from.len()..]);
+                    self.retarget(writer, &new_path).await?;
+                }
+                self.inodes.rename_path(&from, &to);
+                self.invalidate_tree(&from);
+                self.invalidate_tree(&to);
+            }
+            Kind::File | Kind::Symlink => {
+                if target == Some(Kind::Dir) {
+                    return Err(FsError::IsADirectory);
+                }
+                let moving =
+                    self.writers_where(|w| !w.unlinked.load(Ordering::SeqCst) && w.path() == from);
+                // A handle writing the replaced target must not resurrect it.
+                let replaced = self.writers_where(|w| w.path() == to);
+                for writer in &moving {
+                    self.upload(writer).await?;
+                }
+                let result =
+                    namespace::rename_key(&*self.store, &settings.namespace, &from_key, &to_key)
+                        .await?;
+                for writer in &moving {
+                    *lock(&writer.path) = to.clone();
+                    writer.handle.lock().await.retarget(&to_key, &result.etag);
+                }
+                for writer in &replaced {
+                    writer.unlinked.store(true, Ordering::SeqCst);
+                }
+                self.inodes.rename_path(&from, &to);
+                if let Some((ino, node)) = self.inodes.by_path(&to) {
+                    let stat = Stat {
+                        etag: Some(result.etag.clone()),
+                        ..node.stat
+                    };
+                    self.inodes.set_stat(ino, stat);
+                }
+                self.invalidate_path(&from);
+                self.lookups.insert(from.clone(), None, 1);
+                self.invalidate_path(&to);
+            }
+        }
+        Ok(())
+    }
+
+    /// A file open for writing moved to `new_path` with its directory: point its handle at
+    /// the copy (whose ETag a HEAD tells).
+    async fn retarget(&self, writer: &OpenWriter<S>, new_path: &str) -> FsResult<()> {
+        let key = self.file_key(new_path);
+        let info = self.store.head_object(&key).await?;
+        *lock(&writer.path) = new_path.to_string();
+        writer.handle.lock().await.retarget(&key, &info.etag);
+        Ok(())
+    }
+
+    /// link(2): COS has no hard links.
+    pub fn link(&self) -> FsResult<FileAttr> {
+        Err(FsError::Unsupported("hard links cannot be stored in COS"))
+    }
+}
+
+/// What a HEAD says about a file, as the core's stat.
+fn stat_of(info: &ObjectInfo) -> Stat {
+    let posix = PosixMeta::from_meta(&info.meta);
+    Stat {
+        size: info.size,
+        etag: Some(info.etag.clone()),
+        mtime: info.last_modified,
+        posix: Some(posix),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::time::Duration;
+
+    use fuser::{Errno, FileType};
+
+    use super::*;
+    use crate::cos::memory::{MemoryStore, StoreOp};
+    use crate::fs::attr::AttrDefaults;
+    use crate::fs::core::FsConfig;
+    use crate::fs::inode::ROOT_INO;
+
+    struct Fixture {
+        store: Arc<MemoryStore>,
+        core: FsCore<MemoryStore>,
+        _spool: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let cfg = FsConfig {
+            prefix: String::new(),
+            defaults: AttrDefaults {
+                uid: 1,
+                gid: 2,
+                file_mode: 0o644,
+                dir_mode: 0o755,
+                read_only: false,
+            },
+            stat_ttl: Duration::from_secs(3600),
+            cache_size: 16 << 20,
+            read_only: false,
+        };
+        let core = FsCore::new(store.clone(), cfg);
+        let spool = tempfile::tempdir().unwrap();
+        let mut settings = WriteSettings::in_cache_dir(spool.path()).unwrap();
+        settings.write.part_size = 64 * 1024;
+        store.set_min_part_size(64 * 1024);
+        core.set_write_settings(settings);
+        Fixture {
+            store,
+            core,
+            _spool: spool,
+        }
+    }
+
+    impl Fixture {
+        async fn write_file(&self, parent: u64, name: &str, data: &[u8]) -> u64 {
+            let (attr, fh) = self
+                .core
+                .create_file(parent, OsStr::new(name), 0o640, 0o022, 7, 8)
+                .await
+                .unwrap();
+            for (i, chunk) in data.chunks(10_000).enumerate() {
+                self.core
+                    .write_file(fh, (i * 10_000) as u64, chunk)
+                    .await
+                    .unwrap();
+            }
+            self.core.flush_file(fh).await.unwrap();
+            self.core.release_file(fh).await;
+            attr.ino.0
+        }
+
+        async fn names(&self, ino: u64) -> Vec<(String, FileType)> {
+            let fh = self.core.opendir(ino).unwrap();
+            let (_, listing) = self.core.dir_listing(fh).await.unwrap();
+            self.core.releasedir(fh);
+            listing
+                .entries
+                .iter()
+                .map(|e| (e.name.clone(), e.kind.file_type()))
+                .collect()
+        }
+
+        async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr, Errno> {
+            self.core
+                .lookup(parent, OsStr::new(name))
+                .await
+                .map_err(|e| e.errno())
+        }
+    }
+
+    fn names(list: &[(&str, FileType)]) -> Vec<(String, FileType)> {
+        list.iter().map(|(n, t)| (n.to_string(), *t)).collect()
+    }
+
+    #[tokio::test]
+    async fn created_file_is_uploaded_on_flush_and_listed_right_after() {
+        let f = fixture();
+        // Cache the root listing first: the create must not leave it stale.
+        assert!(f.names(ROOT_INO).await.is_empty());
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+        let (attr, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("a.bin"), 0o640, 0o022, 7, 8)
+            .await
+            .unwrap();
+        assert_eq!(attr.perm, 0o640);
+        assert!(
+            f.store.get("a.bin").is_none(),
+            "no placeholder before the upload"
+        );
+        f.core.write_file(fh, 0, &data).await.unwrap();
+        assert_eq!(f.core.getattr(attr.ino.0).await.unwrap().size, 150_000);
+        assert_eq!(
+            f.core.read(fh, 149_990, 100).await.unwrap(),
+            &data[149_990..]
+        );
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(f.store.get("a.bin").unwrap(), data);
+        let obj = f.store.object("a.bin").unwrap();
+        assert_eq!(obj.meta["uid"], "7");
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("a.bin", FileType::RegularFile)])
+        );
+    }
+
+    #[tokio::test]
+    async fn overwrite_append_and_truncate_through_the_core() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "t", b"hello world").await;
+        let fh = f.core.open_for_write(ino, false).await.unwrap();
+        f.core.write_file(fh, 11, b"!!").await.unwrap();
+        f.core.write_file(fh, 0, b"H").await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(&f.store.get("t").unwrap()[..], b"Hello world!!");
+        let attr = f
+            .core
+            .setattr(ino, None, None, None, None, Some(5), None)
+            .await
+            .unwrap();
+        assert_eq!(attr.size, 5);
+        assert_eq!(&f.store.get("t").unwrap()[..], b"Hello");
+        let fh = f.core.open_for_write(ino, true).await.unwrap();
+        f.core.write_file(fh, 0, b"new").await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert_eq!(&f.store.get("t").unwrap()[..], b"new");
+    }
+
+    #[tokio::test]
+    async fn chmod_chown_utimens_persist_in_cosfs_metadata() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "m", b"x").await;
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+        let attr = f
+            .core
+            .setattr(ino, None, Some(0o600), Some(42), Some(43), None, Some(when))
+            .await
+            .unwrap();
+        assert_eq!(
+            (attr.perm, attr.uid, attr.gid, attr.mtime),
+            (0o600, 42, 43, when)
+        );
+        let obj = f.store.object("m").unwrap();
+        assert_eq!(obj.meta["mode"], (libc::S_IFREG | 0o600).to_string());
+        assert_eq!(obj.meta["mtime"], "1500000000");
+        assert_eq!(&obj.data[..], b"x");
+    }
+
+    #[tokio::test]
+    async fn rename_file_and_directory_keep_listings_truthful() {
+        let f = fixture();
+        let d = f
+            .core
+            .mkdir(ROOT_INO, OsStr::new("d"), 0o755, 0o022, 1, 2)
+            .await
+            .unwrap()
+            .ino
+            .0;
+        for i in 0..5 {
+            f.write_file(d, &format!("f{i}"), format!("body {i}").as_bytes())
+                .await;
+        }
+        assert_eq!(f.names(d).await.len(), 5);
+        f.core
+            .rename(d, OsStr::new("f0"), ROOT_INO, OsStr::new("top"), 0)
+            .await
+            .unwrap();
+        assert_eq!(f.names(d).await.len(), 4);
+        assert_eq!(&f.store.get("top").unwrap()[..], b"body 0");
+        assert_eq!(f.lookup(d, "f0").await.unwrap_err(), Errno::ENOENT);
+
+        f.core
+            .rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("e", FileType::Directory), ("top", FileType::RegularFile)])
+        );
+        // The renamed directory keeps its inode; its listing shows the moved files.
+        assert_eq!(f.names(d).await.len(), 4);
+        assert_eq!(&f.store.get("e/f3").unwrap()[..], b"body 3");
+        assert!(f.store.get("d/").is_none());
+        assert!(f.store.get("e/").is_some());
+        assert_eq!(f.lookup(ROOT_INO, "d").await.unwrap_err(), Errno::ENOENT);
+    }
+
+    #[tokio::test]
+    async fn rename_of_a_file_still_open_for_writing_follows_it() {
+        let f = fixture();
+        let (_, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("tmp"), 0o644, 0, 0, 0)
+            .await
+            .unwrap();
+        f.core.write_file(fh, 0, b"first").await.unwrap();
+        f.core
+            .rename(
+                ROOT_INO,
+                OsStr::new("tmp"),
+                ROOT_INO,
+                OsStr::new("final"),
+                0,
+            )
+            .await
+            .unwrap();
+        f.core.write_file(fh, 5, b" second").await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert!(f.store.get("tmp").is_none());
+        assert_eq!(&f.store.get("final").unwrap()[..], b"first second");
+    }
+
+    #[tokio::test]
+    async fn rmdir_refuses_non_empty_and_unlink_removes() {
+        let f = fixture();
+        let d = f
+            .core
+            .mkdir(ROOT_INO, OsStr::new("d"), 0o750, 0, 1, 2)
+            .await
+            .unwrap();
+        assert_eq!(d.perm, 0o750);
+        f.write_file(d.ino.0, "x", b"1").await;
+        let err = f.core.rmdir(ROOT_INO, OsStr::new("d")).await.unwrap_err();
+        assert_eq!(err.errno(), Errno::ENOTEMPTY);
+        f.core.unlink(d.ino.0, OsStr::new("x")).await.unwrap();
+        assert!(f.names(d.ino.0).await.is_empty());
+        f.core.rmdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+        assert!(f.store.keys().is_empty());
+        assert_eq!(f.lookup(ROOT_INO, "d").await.unwrap_err(), Errno::ENOENT);
+    }
+
+    #[tokio::test]
+    async fn unlinking_a_file_being_written_stops_its_upload() {
+        let f = fixture();
+        let (_, fh) = f
+            .core
+            .create_file(ROOT_INO, OsStr::new("gone"), 0o644, 0, 0, 0)
+            .await
+            .unwrap();
+        f.core.write_file(fh, 0, b"data").await.unwrap();
+        f.core.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
+        f.core.flush_file(fh).await.unwrap();
+        f.core.release_file(fh).await;
+        assert!(f.store.get("gone").is_none());
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_recognised_after_a_remount() {
+        let f = fixture();
+        let attr = f
+            .core
+            .symlink(ROOT_INO, OsStr::new("l"), Path::new("../t"), 3, 4)
+            .await
+            .unwrap();
+        assert_eq!(attr.kind, FileType::Symlink);
+        assert_eq!(f.core.readlink(attr.ino.0).await.unwrap(), b"../t");
+        // A fresh core over the same bucket (a remount) finds it with one HEAD.
+        let again = FsCore::new(f.store.clone(), f.core.cfg.clone());
+        let attr = again.lookup(ROOT_INO, OsStr::new("l")).await.unwrap();
+        assert_eq!((attr.kind, attr.uid), (FileType::Symlink, 3));
+        assert_eq!(again.readlink(attr.ino.0).await.unwrap(), b"../t");
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_fails_flush_and_keeps_the_old_version() {
+        let f = fixture();
+        let ino = f.write_file(ROOT_INO, "k", b"old").await;
+        f.store.fail_next(StoreOp::PutObject, 100, || {
+            MemoryStore::service_error(503, "SlowDown")
+        });
+        let fh = f.core.open_for_write(ino, true).await.unwrap();
+        f.core.write_file(fh, 0, b"new data").await.unwrap();
+        let err = f.core.flush_file(fh).await.unwrap_err();
+        assert_eq!(err.errno(), Errno::EIO);
+        f.core.release_file(fh).await;
+        f.store.clear_faults();
+        assert_eq!(&f.store.get("k").unwrap()[..], b"old");
+        let spooled: Vec<_> = std::fs::read_dir(f._spool.path().join("spool"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(
+            spooled,
+            vec![b"new data".to_vec()],
+            "the data is kept in the spool"
+        );
+    }
+
+    #[tokio::test]
+    async fn hard_links_and_fifos_are_refused_and_read_only_mounts_refuse_writes() {
+        let f = fixture();
+        assert_eq!(f.core.link().unwrap_err().errno(), Errno::EPERM);
+        let err = f
+            .core
+            .mknod(ROOT_INO, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, 0, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), Errno::EPERM);
+        let mut cfg = f.core.cfg.clone();
+        cfg.read_only = true;
+        let ro = FsCore::new(f.store.clone(), cfg);
+        let err = ro
+            .create_file(ROOT_INO, OsStr::new("x"), 0o644, 0, 0, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), Errno::EROFS);
+    }
+}
