@@ -452,9 +452,11 @@ impl<S: ObjectStore> FsCore<S> {
             return Ok(Target::Bucket);
         }
         let node = self.node(ino)?;
-        let key = match node.kind {
-            Kind::File => self.file_key(&node.path),
-            Kind::Dir => self.dir_prefix(&node.path),
+        // Files (and symlinks) are their object; a directory is its `dir/` marker.
+        let key = if node.kind == Kind::Dir {
+            self.dir_prefix(&node.path)
+        } else {
+            self.file_key(&node.path)
         };
         Ok(Target::Object {
             key,
