@@ -349,6 +349,8 @@ struct Multipart {
     next_task: u64,
     /// The user metadata sent with Initiate (it cannot change afterwards).
     initiated_meta: BTreeMap<String, String>,
+    /// The storage class sent with Initiate.
+    initiated_class: Option<String>,
 }
 
 /// One file open for writing. Not internally synchronized: the caller serializes calls (e.g.
@@ -666,6 +668,27 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     /// Read the file's current content (for reads through a handle open for writing).
+    /// The content headers, user metadata, storage class and canned ACL the next upload
+    /// carries (cosmount's own mode/uid/gid/mtime are added at upload time).
+    pub fn carried(&self) -> &PutOptions {
+        &self.carried
+    }
+
+    /// Change what the next upload carries (xattrs set while the file is open). Like
+    /// [`WriteHandle::set_attrs`], it goes up with the data, or as a metadata-only update.
+    pub fn update_carried(
+        &mut self,
+        change: impl FnOnce(&mut PutOptions),
+    ) -> Result<(), WriteError> {
+        self.check_usable()?;
+        change(&mut self.carried);
+        self.meta_changed = true;
+        if matches!(self.phase, Phase::Completed(_)) {
+            self.phase = Phase::Spooling;
+        }
+        Ok(())
+    }
+
     pub async fn read_at(&mut self, offset: u64, len: u64) -> Result<Bytes, WriteError> {
         self.check_usable()?;
         let size = self.size();
@@ -835,6 +858,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             tasks: JoinSet::new(),
             next_task: 0,
             initiated_meta: opts.meta,
+            initiated_class: opts.storage_class,
         });
         Ok(())
     }
@@ -1003,8 +1027,10 @@ impl<S: ObjectStore> WriteHandle<S> {
         }
         // Metadata is fixed at Initiate; an explicit chmod/chown/utimens since then needs a
         // metadata update (data already safe, so a failure here is only logged).
-        let wanted = self.put_options().meta;
-        if self.meta_changed && wanted != upload.initiated_meta {
+        let wanted = self.put_options();
+        let differs =
+            wanted.meta != upload.initiated_meta || wanted.storage_class != upload.initiated_class;
+        if self.meta_changed && differs {
             let base_etag = result.etag.clone();
             match self.copy_metadata_onto_itself().await {
                 Ok(r) => return Ok(r),
