@@ -168,3 +168,4 @@ fn bad_arguments_and_credentials_fail_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+

@@ -929,6 +929,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
     /// Wait for one part task and record its result (a stale result is dropped).
     async fn reap_one(&mut self) -> Result<(), WriteError> {
+        let total = self.size();
         let Some(upload) = &mut self.upload else {
             return Ok(());
         };
@@ -955,6 +956,15 @@ impl<S: ObjectStore> WriteHandle<S> {
         match outcome.result {
             Ok(done) => {
                 upload.parts.insert(outcome.number, PartSlot::Done(done));
+                let sent: u64 = upload
+                    .parts
+                    .values()
+                    .map(|p| match p {
+                        PartSlot::Done(d) => d.len,
+                        _ => 0,
+                    })
+                    .sum();
+                crate::metrics::global().upload_progress(&self.key, sent, total);
                 Ok(())
             }
             Err(e) => {
@@ -1080,6 +1090,7 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     fn completed(&mut self, result: PutResult) {
+        crate::metrics::global().upload_finished(&self.key);
         let size = self.size();
         // The new object is now the base: unchanged parts of it can be copied by later uploads.
         self.base = Some(Base {
@@ -1108,6 +1119,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
     /// Enter the sticky failed state: abort the upload, keep the spool, log where it is.
     async fn fail(&mut self, err: WriteError) -> WriteError {
+        crate::metrics::global().upload_finished(&self.key);
         if let Some(upload) = self.upload.take() {
             self.abort_upload(upload).await;
         }
@@ -1129,6 +1141,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
 impl<S: ObjectStore> Drop for WriteHandle<S> {
     fn drop(&mut self) {
+        crate::metrics::global().upload_finished(&self.key);
         // Dropped with data never uploaded (the mount went away before close): keep it.
         if self.is_dirty() && !self.spool.is_kept() {
             match self.spool.keep() {
