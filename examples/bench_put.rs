@@ -51,7 +51,8 @@ async fn main() -> Res<()> {
     let numbers: Vec<u64> = (0..size.div_ceil(part).max(1)).collect();
     let parts: Vec<CompletedPart> = stream::iter(numbers)
         .map(|i| {
-            let (c, key, upload_id, file) = (c.clone(), key.clone(), upload_id.clone(), file.clone());
+            let (c, key, upload_id, file) =
+                (c.clone(), key.clone(), upload_id.clone(), file.clone());
             async move {
                 let off = i * part;
                 let len = part.min(size - off) as usize;

@@ -1,5 +1,5 @@
 //! Seed a bucket with a few sample files and directories for `scripts/demo.sh`, through the
-//! cosmount COS client (the mount itself is read-only for now).
+//! cosmount COS client (so the demo starts with data that did not come through the mount).
 //!
 //! Usage: `cargo run --example demo_seed -- ENDPOINT BUCKET`, credentials from COS_SECRET_ID and
 //! COS_SECRET_KEY (default: cos-local's documented local pair).

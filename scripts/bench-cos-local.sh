@@ -47,20 +47,22 @@ endpoint="$(sed -n 's#^cos-local listening on ##p' "$work/cos-local.out")"
 
 presign() { "$target/examples/presign" "$1" "$endpoint" "$bucket" "bench/object.bin" "$id" "$secret"; }
 
-# MB/s (10^6 bytes per second) of one curl transfer; fails on a non-2xx status.
+# MB/s (10^6 bytes per second) of one curl transfer; prints "error" on a non-2xx status.
 measure() {
-  local out code secs
-  out=$(curl -sS --fail -H 'Expect:' -o /dev/null -w '%{http_code} %{time_total}' "$@")
-  code=${out%% *}
-  secs=${out##* }
+  local secs
+  if ! secs=$(curl -sS --fail -H 'Expect:' -o /dev/null -w '%{time_total}' "$@"); then
+    echo error
+    return
+  fi
   awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.0f", b / s / 1e6 }'
 }
 
-best() { printf '%s\n' "$@" | sort -n | tail -1; }
+best() { printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | tail -1; }
 
 declare -a cos_put cos_get ng_put ng_get
 for _ in $(seq 1 "$runs"); do
   cos_put+=("$(measure -T "$work/object.bin" "$(presign PUT)")")
+  sync
 done
 # The stored object must be the file we sent.
 curl -sS --fail -o "$work/readback.bin" "$(presign GET)"
@@ -78,6 +80,8 @@ if command -v nginx >/dev/null; then
   port=$((20000 + RANDOM % 20000))
   cat >"$work/nginx.conf" <<CONF
 daemon off;
+# The work dir is private (mktemp), so the workers must run as the invoking user.
+user $(id -un);
 worker_processes 2;
 pid $work/nginx.pid;
 error_log $work/nginx-logs/error.log;
@@ -102,6 +106,7 @@ CONF
   for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   for _ in $(seq 1 "$runs"); do
     ng_put+=("$(measure -T "$work/object.bin" "http://127.0.0.1:$port/upload.bin")")
+    rm -f "$work/www/upload.bin"
     ng_get+=("$(measure "http://127.0.0.1:$port/object.bin")")
   done
   ng_note="nginx $(nginx -v 2>&1 | sed 's#.*/##'): GET static file with sendfile, PUT via WebDAV to disk"

@@ -568,6 +568,41 @@ mod tests {
         assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
     }
 
+    fn cfg() -> MountConfig {
+        MountConfig::from_parts(
+            "b-1",
+            "/m".into(),
+            &[("region".into(), Some("ap-x".into()))],
+        )
+        .unwrap()
+    }
+
+    fn service(status: u16, code: &str, message: &str) -> CosError {
+        CosError::Service(crate::cos::ServiceError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn bucket_check_reasons_say_what_to_fix() {
+        let reason = |e: CosError| bucket_check_reason(&e, &cfg());
+        assert!(reason(service(404, "NoSuchBucket", ""))
+            .contains("bucket b-1 not found at region ap-x"));
+        assert!(reason(service(403, "SignatureDoesNotMatch", "")).contains("wrong SecretKey"));
+        assert!(reason(service(403, "InvalidAccessKeyId", "")).contains("unknown SecretId"));
+        assert!(reason(service(403, "AccessDenied", "Request has expired")).contains("clock"));
+        assert!(reason(service(403, "RequestTimeTooSkewed", "")).contains("clock"));
+        assert!(reason(service(403, "AccessDenied", "")).contains("no permission"));
+        let net = CosError::Network {
+            endpoint: "http://x".into(),
+            message: "refused".into(),
+        };
+        assert!(reason(net).starts_with("endpoint unreachable"));
+    }
+
     #[test]
     fn dev_fd_mountpoints() {
         assert_eq!(dev_fd(Path::new("/dev/fd/7")), Some(7));

@@ -33,8 +33,8 @@ only form mount(8) and /etc/fstab pass:
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
   auto_unmount uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
-  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH log_file=PATH
-  debug foreground fsname=NAME subtype=NAME
+  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH
+  log_file=PATH debug foreground fsname=NAME subtype=NAME
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
 Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): _netdev nofail auto noauto
   user nouser users defaults x-systemd.* dev suid nodev nosuid exec noexec atime noatime

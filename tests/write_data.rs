@@ -13,6 +13,9 @@ use common::{pattern, TestEnv};
 use cosmount::cos::crc64;
 use cosmount::cos::ObjectStore;
 
+/// One modification, applied to a file given by path.
+type Step = Box<dyn Fn(&Path)>;
+
 /// A spool directory of the test's own, so the test can look at what is kept there.
 fn mount_with_spool(env: &mut TestEnv, spool: &Path) {
     let opt = format!("cache_dir={}", spool.display());
@@ -85,6 +88,7 @@ fn round_trips_are_byte_exact_at_every_size_boundary() {
     let spool = tempfile::tempdir().unwrap();
     let mut env = TestEnv::start();
     mount_with_spool(&mut env, spool.path());
+    std::fs::create_dir(env.path("rt")).unwrap();
     let mut expected = Vec::new();
     for (i, len) in sizes.iter().enumerate() {
         let name = format!("rt/size-{len}");
@@ -95,19 +99,29 @@ fn round_trips_are_byte_exact_at_every_size_boundary() {
         assert_eq!(size, *len as u64, "{name}: size in COS");
         assert_eq!(stored_crc, Some(crc), "{name}: CRC-64 in COS");
         if *len <= 8 * MIB + 1 {
-            assert!(object_bytes(&env, &name, size) == data, "{name}: bytes in COS");
+            assert!(
+                object_bytes(&env, &name, size) == data,
+                "{name}: bytes in COS"
+            );
         }
         expected.push((name, *len as u64, crc));
     }
     assert!(
-        std::fs::read_dir(spool.path().join("spool")).unwrap().next().is_none(),
+        std::fs::read_dir(spool.path().join("spool"))
+            .unwrap()
+            .next()
+            .is_none(),
         "spool files are removed after successful uploads"
     );
 
     env.unmount();
     mount_with_spool(&mut env, spool.path());
     for (name, len, crc) in expected {
-        assert_eq!(read_crc(&env.path(&name)), (len, crc), "{name} after remount");
+        assert_eq!(
+            read_crc(&env.path(&name)),
+            (len, crc),
+            "{name} after remount"
+        );
     }
 }
 
@@ -136,7 +150,7 @@ fn modifications_match_a_local_reference_file() {
             x % bound.max(1)
         };
         // Each step runs on both files, each opened and closed like a real program would.
-        let steps: Vec<Box<dyn Fn(&Path)>> = vec![
+        let steps: Vec<Step> = vec![
             // Scattered writes at random offsets (some past the end: a hole).
             Box::new({
                 let offsets: Vec<(u64, usize)> = (0..20)
@@ -162,7 +176,8 @@ fn modifications_match_a_local_reference_file() {
                     let f = OpenOptions::new().write(true).open(p).unwrap();
                     f.set_len(small).unwrap();
                     f.set_len(small + 100_000).unwrap();
-                    f.write_all_at(b"inside the grown zeros", small + 50_000).unwrap();
+                    f.write_all_at(b"inside the grown zeros", small + 50_000)
+                        .unwrap();
                 }
             }),
             // Overwrite in place (no truncation) from the start.
@@ -179,8 +194,16 @@ fn modifications_match_a_local_reference_file() {
             let got = std::fs::read(&target).unwrap();
             assert!(got == want, "{name}: mount differs after step {i}");
             let (size, crc) = object_crc(&env, name);
-            assert_eq!(size, want.len() as u64, "{name}: size in COS after step {i}");
-            assert_eq!(crc, Some(crc64::checksum(&want)), "{name}: COS after step {i}");
+            assert_eq!(
+                size,
+                want.len() as u64,
+                "{name}: size in COS after step {i}"
+            );
+            assert_eq!(
+                crc,
+                Some(crc64::checksum(&want)),
+                "{name}: COS after step {i}"
+            );
         }
         // O_TRUNC rewrite.
         std::fs::write(&target, b"replaced").unwrap();
@@ -201,12 +224,17 @@ fn a_failed_upload_fails_close_and_keeps_the_spool() {
     let mut f = File::create(env.path("keep/new.bin")).unwrap();
     f.write_all(&data).unwrap();
     env.stop_cos_local();
-    let err = f.sync_all().expect_err("fsync must report the failed upload");
+    let err = f
+        .sync_all()
+        .expect_err("fsync must report the failed upload");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     drop(f);
     let kept: Vec<Vec<u8>> = std::fs::read_dir(spool.path().join("spool"))
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
         .collect();
-    assert!(kept.iter().any(|k| *k == data), "the written bytes are kept in the spool");
+    assert!(
+        kept.contains(&data),
+        "the written bytes are kept in the spool"
+    );
 }

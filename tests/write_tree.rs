@@ -90,11 +90,18 @@ fn renames_of_files_and_of_a_tree_of_200_files() {
             .join(format!("d{}", i % 4))
             .join(format!("e{}", i % 3))
             .join(format!("f{i:03}"));
-        assert_eq!(std::fs::read(&p).unwrap(), pattern(100 + i, i as u64), "{p:?}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            pattern(100 + i, i as u64),
+            "{p:?}"
+        );
     }
     let moved = keys_under(&env, "r/moved/");
     assert_eq!(moved.iter().filter(|k| !k.ends_with('/')).count(), 200);
-    assert!(keys_under(&env, "r/tree/").is_empty(), "nothing left under the old name");
+    assert!(
+        keys_under(&env, "r/tree/").is_empty(),
+        "nothing left under the old name"
+    );
 }
 
 #[test]
@@ -139,7 +146,10 @@ fn attributes_and_symlinks_survive_a_remount() {
     assert_eq!(m.mode() & 0o7777, 0o600);
     assert_eq!((m.uid(), m.gid()), (1234, 5678));
     assert_eq!(m.modified().unwrap(), when);
-    assert_eq!(std::fs::metadata(env.path("dir")).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(
+        std::fs::metadata(env.path("dir")).unwrap().mode() & 0o7777,
+        0o700
+    );
     assert_eq!(
         std::fs::read_link(env.path("link")).unwrap(),
         Path::new("attrs.txt")
@@ -161,7 +171,11 @@ fn cp_rsync_and_diff_of_a_thousand_small_files() {
     for i in 0..1000 {
         let dir = src.join(format!("d{:02}", i % 10));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("f{i:04}.txt")), pattern(i % 5000, i as u64)).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i:04}.txt")),
+            pattern(i % 5000, i as u64),
+        )
+        .unwrap();
     }
     run(Command::new("cp").arg("-r").arg(&src).arg(env.path("copy")));
     assert_eq!(
@@ -177,7 +191,10 @@ fn cp_rsync_and_diff_of_a_thousand_small_files() {
         .arg(format!("{}/", env.path("copy").display()))
         .arg(&back));
     run(Command::new("diff").arg("-r").arg(&src).arg(&back));
-    run(Command::new("diff").arg("-r").arg(&src).arg(env.path("copy")));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&src)
+        .arg(env.path("copy")));
 }
 
 #[test]
@@ -189,8 +206,7 @@ fn tar_extracts_into_the_mount() {
     std::fs::create_dir_all(src.join("bin")).unwrap();
     std::fs::create_dir_all(src.join("share/doc")).unwrap();
     std::fs::write(src.join("bin/tool"), pattern(300_000, 1)).unwrap();
-    std::fs::set_permissions(src.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(src.join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(src.join("share/doc/README"), b"read me\n").unwrap();
     std::os::unix::fs::symlink("bin/tool", src.join("tool-link")).unwrap();
     let archive = local.path().join("pkg.tar");
@@ -205,7 +221,10 @@ fn tar_extracts_into_the_mount() {
         .arg(&archive)
         .arg("-C")
         .arg(&env.mnt));
-    run(Command::new("diff").arg("-r").arg(&src).arg(env.path("pkg")));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&src)
+        .arg(env.path("pkg")));
     let mode = std::fs::metadata(env.path("pkg/bin/tool")).unwrap().mode();
     assert_eq!(mode & 0o777, 0o755);
     assert_eq!(

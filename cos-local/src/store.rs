@@ -32,8 +32,26 @@ use sha1::Sha1;
 
 use crate::model::{now_ms, Acl, BucketConfig, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
 
-/// Channel depth between the network and the disk writer (chunks of up to a few hundred KiB).
-const WRITE_QUEUE_CHUNKS: usize = 16;
+/// Received bytes are handed to the disk writer and the hasher in batches of this size.
+const WRITE_BATCH: usize = 1024 * 1024;
+/// Batches in flight between the network and the disk writer / hasher.
+const WRITE_QUEUE_CHUNKS: usize = 8;
+/// While a body streams in, ask the kernel to start writing every this many bytes, so the
+/// final fsync finds little left to do (disk writes overlap with receiving).
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+/// Start (not wait for) writeback of a file range; a hint, so failures are ignored.
+fn start_writeback(f: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps open for the call.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Buffer for hashing copies and ranges read from disk.
 const COPY_BUFFER: usize = 1 << 20;
 
@@ -232,9 +250,15 @@ impl Store {
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
             let mut f = File::create(&path)?;
             let mut crc = Crc64::new();
+            let (mut written, mut flushed) = (0u64, 0u64);
             while let Some(chunk) = file_rx.blocking_recv() {
                 crc.update(&chunk);
                 f.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                if written - flushed >= WRITEBACK_STEP {
+                    start_writeback(&f, flushed, written - flushed);
+                    flushed = written;
+                }
             }
             f.sync_all()?;
             Ok(crc.finish())
@@ -246,24 +270,40 @@ impl Store {
             }
             <[u8; 16]>::from(md5.finalize())
         });
+        // Network chunks are small (a few KiB); batching them into large buffers keeps the
+        // channel traffic and the write syscalls few.
+        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
         let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
+        let mut writer_gone = false;
+        loop {
+            let next = body.next().await;
+            let flush = match &next {
+                Some(Ok(chunk)) => batch.len() + chunk.len() > WRITE_BATCH,
+                _ => true,
+            };
+            if flush && !batch.is_empty() {
+                let full = batch.split().freeze();
+                batch.reserve(WRITE_BATCH);
+                let sent_hash = hash_tx.send(full.clone()).await;
+                if file_tx.send(full).await.is_err() || sent_hash.is_err() {
+                    writer_gone = true; // its error is collected below
+                }
+            }
+            match next {
+                Some(Ok(chunk)) if !writer_gone => {
                     temp.size += chunk.len() as u64;
                     if temp.size > max_len {
                         failure = Some(ReceiveError::TooLarge);
                         break;
                     }
-                    let sent_hash = hash_tx.send(chunk.clone()).await;
-                    if file_tx.send(chunk).await.is_err() || sent_hash.is_err() {
-                        break; // the writer failed; its error is collected below
-                    }
+                    batch.extend_from_slice(&chunk);
                 }
-                Err(e) => {
+                Some(Ok(_)) => break,
+                Some(Err(e)) => {
                     failure = Some(ReceiveError::Body(e.to_string()));
                     break;
                 }
+                None => break,
             }
         }
         drop(file_tx);

@@ -637,3 +637,254 @@ async fn signature_and_access_errors() {
         "NoSuchBucket"
     );
 }
+
+#[tokio::test]
+async fn open_reader_keeps_old_bytes_across_overwrite_and_last_writer_wins() {
+    let (_dir, server) = start();
+    let c = server.client();
+    let old = pattern(8 << 20, 1);
+    c.put("obj", &old).await;
+
+    // Start a GET and read only its first chunk...
+    let url = format!("http://{}/{BUCKET}/obj", server.addr);
+    let headers = vec![("host".to_string(), server.addr.clone())];
+    let signed_key = format!("/{BUCKET}/obj");
+    let sig = cosmount::cos::sign::sign(
+        common::SECRET_KEY,
+        cosmount::cos::sign::KeyTime::around_now(600, 0),
+        &cosmount::cos::sign::SignRequest {
+            method: "GET",
+            key: &signed_key,
+            params: &[],
+            headers: &headers,
+        },
+    );
+    let mut resp = reqwest::Client::new()
+        .get(&url)
+        .header("Authorization", sig.authorization(common::SECRET_ID))
+        .send()
+        .await
+        .expect("GET starts");
+    let mut received = resp
+        .chunk()
+        .await
+        .expect("first chunk")
+        .expect("some bytes")
+        .to_vec();
+
+    // ...overwrite and delete the object meanwhile...
+    let new = pattern(8 << 20, 2);
+    assert_eq!(c.put("obj", &new).await.status, 200);
+    assert_eq!(c.send("DELETE", "obj", &[], &[], vec![]).await.status, 204);
+
+    // ...and the open reader still gets exactly the old version.
+    while let Some(chunk) = resp.chunk().await.expect("chunk") {
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received.len(), old.len());
+    assert!(received == old, "reader saw a mix of versions");
+
+    // Concurrent writers of one key: the result is one complete body, never a mix.
+    let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| pattern(2 << 20, 10 + i)).collect();
+    let puts = bodies.iter().map(|b| c.put("race", b));
+    for r in futures::future::join_all(puts).await {
+        assert_eq!(r.status, 200);
+    }
+    let got = c.get("race").await.body;
+    assert!(
+        bodies.contains(&got),
+        "the stored object is one of the written bodies"
+    );
+}
+
+#[tokio::test]
+async fn buckets_acl_cors_and_delete_multiple() {
+    let (_dir, server) = start();
+    let c = server.client();
+    let other = "other-1250000000";
+    assert_eq!(
+        c.send_full("PUT", other, "", &[], &[], vec![], true)
+            .await
+            .status,
+        200
+    );
+    let again = c.send_full("PUT", other, "", &[], &[], vec![], true).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "BucketAlreadyExists".to_string())
+    );
+    let head = c.send_full("HEAD", other, "", &[], &[], vec![], true).await;
+    assert_eq!(
+        head.header("x-cos-bucket-region").as_deref(),
+        Some("ap-guangzhou")
+    );
+    let loc = c
+        .send_full("GET", other, "", &[("location", "")], &[], vec![], true)
+        .await;
+    assert_eq!(
+        loc.element("LocationConstraint").as_deref(),
+        Some("ap-guangzhou")
+    );
+    c.send_full("PUT", other, "k", &[], &[], b"x".to_vec(), true)
+        .await;
+    let busy = c
+        .send_full("DELETE", other, "", &[], &[], vec![], true)
+        .await;
+    assert_eq!(
+        (busy.status, busy.code()),
+        (409, "BucketNotEmpty".to_string())
+    );
+    c.send_full("DELETE", other, "k", &[], &[], vec![], true)
+        .await;
+    assert_eq!(
+        c.send_full("DELETE", other, "", &[], &[], vec![], true)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.send_full("HEAD", other, "", &[], &[], vec![], true)
+            .await
+            .status,
+        404
+    );
+
+    // Bucket ACL public-read lets anonymous callers list and read, not write.
+    c.put("doc", b"hello").await;
+    let anon_list = c
+        .send_full("GET", BUCKET, "", &[], &[], vec![], false)
+        .await;
+    assert_eq!(anon_list.status, 403);
+    let r = c
+        .send(
+            "PUT",
+            "",
+            &[("acl", "")],
+            &[("x-cos-acl", "public-read")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let acl = c.send("GET", "", &[("acl", "")], &[], vec![]).await;
+    assert!(acl.text().contains("<URI>http://cam.qcloud.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission>"));
+    assert_eq!(
+        c.send_full("GET", BUCKET, "", &[], &[], vec![], false)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.send_full("GET", BUCKET, "doc", &[], &[], vec![], false)
+            .await
+            .text(),
+        "hello"
+    );
+    assert_eq!(
+        c.send_full("PUT", BUCKET, "w", &[], &[], b"x".to_vec(), false)
+            .await
+            .status,
+        403
+    );
+    // An object ACL of its own overrides the bucket's.
+    let r = c
+        .send(
+            "PUT",
+            "doc",
+            &[("acl", "")],
+            &[("x-cos-acl", "private")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        c.send_full("GET", BUCKET, "doc", &[], &[], vec![], false)
+            .await
+            .status,
+        403
+    );
+
+    // CORS: none yet, then a rule, a preflight, and a refused preflight.
+    let none = c.send("GET", "", &[("cors", "")], &[], vec![]).await;
+    assert_eq!(
+        (none.status, none.code()),
+        (404, "NoSuchCORSConfiguration".to_string())
+    );
+    let rules = "<CORSConfiguration><CORSRule><AllowedOrigin>http://*.example.com</AllowedOrigin>\
+                 <AllowedMethod>GET</AllowedMethod><AllowedHeader>*</AllowedHeader>\
+                 <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>60</MaxAgeSeconds></CORSRule></CORSConfiguration>";
+    assert_eq!(
+        c.send("PUT", "", &[("cors", "")], &[], rules.as_bytes().to_vec())
+            .await
+            .status,
+        200
+    );
+    let got = c.send("GET", "", &[("cors", "")], &[], vec![]).await;
+    assert_eq!(
+        got.element("AllowedOrigin").as_deref(),
+        Some("http://*.example.com")
+    );
+    let pre = c
+        .send_full(
+            "OPTIONS",
+            BUCKET,
+            "doc",
+            &[],
+            &[
+                ("Origin", "http://a.example.com"),
+                ("Access-Control-Request-Method", "GET"),
+            ],
+            vec![],
+            false,
+        )
+        .await;
+    assert_eq!(pre.status, 200);
+    assert_eq!(
+        pre.header("access-control-allow-origin").as_deref(),
+        Some("http://a.example.com")
+    );
+    assert_eq!(pre.header("access-control-max-age").as_deref(), Some("60"));
+    let refused = c
+        .send_full(
+            "OPTIONS",
+            BUCKET,
+            "doc",
+            &[],
+            &[
+                ("Origin", "http://a.example.com"),
+                ("Access-Control-Request-Method", "PUT"),
+            ],
+            vec![],
+            false,
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        c.send("DELETE", "", &[("cors", "")], &[], vec![])
+            .await
+            .status,
+        204
+    );
+
+    // Delete Multiple: verbose lists each key; more than 1000 keys is MalformedXML.
+    c.put("m1", b"1").await;
+    c.put("m 2", b"2").await;
+    let body = "<Delete><Quiet>false</Quiet><Object><Key>m1</Key></Object><Object><Key>m 2</Key></Object></Delete>";
+    let r = c
+        .send("POST", "", &[("delete", "")], &[], body.as_bytes().to_vec())
+        .await;
+    assert_eq!(r.elements("Key"), ["m1", "m 2"]);
+    assert_eq!(c.get("m1").await.status, 404);
+    let many: String = (0..1001)
+        .map(|i| format!("<Object><Key>k{i}</Key></Object>"))
+        .collect();
+    let r = c
+        .send(
+            "POST",
+            "",
+            &[("delete", "")],
+            &[],
+            format!("<Delete>{many}</Delete>").into_bytes(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "MalformedXML".to_string()));
+}

@@ -166,3 +166,14 @@ async fn kill9_then_restart_serves_identical_bytes_and_metadata() {
     }
     assert_eq!(data_files, 3);
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_data_survives() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    assert_eq!(server.client().put("k", b"kept").await.status, 200);
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let server = ServerProcess::start(dir.path(), &[]);
+    assert_eq!(server.client().get("k").await.text(), "kept");
+}

@@ -1,8 +1,18 @@
 //! The COS client: configuration, addressing, signing, one pooled HTTP client, retries.
 //!
 //! The API families live beside this file (`bucket.rs`, `object.rs`, `multipart.rs`, `acl.rs`,
-//! `cors.rs`) as `impl Client` blocks built on [`Client::execute`]. `impl ObjectStore for
+//! `cors.rs`) as `impl Client` blocks built on `Client::execute`. `impl ObjectStore for
 //! Client` (the filesystem's view) is at the end of this file.
+//!
+//! Addressing: by default `https://{bucket}.cos.{region}.myqcloud.com/{key}`. An endpoint
+//! whose host is an IP or `localhost` (or `path_style`) gives `scheme://host:port/{bucket}/{key}`,
+//! any other endpoint host `scheme://{bucket}.{host}[:port]/{key}`. The signed `host` is the Host
+//! header as sent (with its port); the signed path is the raw (decoded) request path.
+//!
+//! Retries (see `retry.rs`): network errors, 5xx and `SlowDown`, with capped exponential
+//! backoff and jitter, re-sending the body; other 4xx are final, except one retry after a
+//! clock-skew answer (`RequestTimeTooSkewed`, or AccessDenied "Request has expired") with the
+//! offset learnt from the server's `Date` kept for all later signatures.
 
 // `CosError` (error.rs) carries its `ServiceError` inline; it is shared by every layer, so
 // its size is accepted here rather than boxed.
@@ -888,11 +898,12 @@ fn api_name(req: &CosRequest) -> &'static str {
 /// Read a body up to `limit` bytes. Over the limit: an error, or (for error bodies,
 /// `truncate`) just the first `limit` bytes.
 async fn read_limited(resp: reqwest::Response, limit: usize, truncate: bool) -> Result<Bytes> {
+    let endpoint = resp.url().origin().ascii_serialization();
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| CosError::Network {
-            endpoint: String::new(),
+            endpoint: endpoint.clone(),
             message: format!("reading the answer: {e}"),
         })?;
         if buf.len() + chunk.len() > limit {

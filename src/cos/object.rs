@@ -97,45 +97,50 @@ pub struct ByteStream {
 
 impl ByteStream {
     fn from_response(resp: reqwest::Response, expected: u64) -> ByteStream {
+        // Scheme, host and port only: enough to say who stopped talking.
+        let endpoint = resp.url().origin().ascii_serialization();
         let chunks = resp.bytes_stream();
         let stream = futures::stream::unfold(
             (chunks, 0u64, false),
-            move |(mut chunks, received, done)| async move {
-                if done {
-                    return None;
-                }
-                match chunks.next().await {
-                    Some(Ok(chunk)) => {
-                        crate::metrics::Metrics::add(
-                            &crate::metrics::global().bytes_downloaded,
-                            chunk.len() as u64,
-                        );
-                        let received = received + chunk.len() as u64;
-                        if received > expected {
-                            let e = CosError::InvalidResponse(format!(
-                                "body longer than its Content-Length {expected}"
-                            ));
-                            return Some((Err(e), (chunks, received, true)));
+            move |(mut chunks, received, done)| {
+                let endpoint = endpoint.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    match chunks.next().await {
+                        Some(Ok(chunk)) => {
+                            crate::metrics::Metrics::add(
+                                &crate::metrics::global().bytes_downloaded,
+                                chunk.len() as u64,
+                            );
+                            let received = received + chunk.len() as u64;
+                            if received > expected {
+                                let e = CosError::InvalidResponse(format!(
+                                    "body longer than its Content-Length {expected}"
+                                ));
+                                return Some((Err(e), (chunks, received, true)));
+                            }
+                            Some((Ok(chunk), (chunks, received, false)))
                         }
-                        Some((Ok(chunk), (chunks, received, false)))
+                        Some(Err(e)) => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!("reading object body: {e}"),
+                            };
+                            Some((Err(e), (chunks, received, true)))
+                        }
+                        None if received < expected => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!(
+                                    "object body ended after {received} of {expected} bytes"
+                                ),
+                            };
+                            Some((Err(e), (chunks, received, true)))
+                        }
+                        None => None,
                     }
-                    Some(Err(e)) => {
-                        let e = CosError::Network {
-                            endpoint: String::new(),
-                            message: format!("reading object body: {e}"),
-                        };
-                        Some((Err(e), (chunks, received, true)))
-                    }
-                    None if received < expected => {
-                        let e = CosError::Network {
-                            endpoint: String::new(),
-                            message: format!(
-                                "object body ended after {received} of {expected} bytes"
-                            ),
-                        };
-                        Some((Err(e), (chunks, received, true)))
-                    }
-                    None => None,
                 }
             },
         );

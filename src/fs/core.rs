@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::cache::{BlockCache, TtlCache};
 use crate::cos::ObjectStore;
+use crate::metrics;
 
 use super::attr::{file_attr, AttrDefaults, Kind, PosixMeta, Stat};
 use super::dir::{self, HiddenKeys, Listing, MAX_NAME_BYTES};
@@ -152,20 +153,24 @@ impl<S: ObjectStore> FsCore<S> {
         if key.len() + 1 > MAX_KEY_BYTES {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
+        let m = metrics::global();
         let found = if let Some(writing) = self.lookup_while_writing(&path) {
             Some(writing)
         } else if let Some(listing) = self.listings.get(&dir.path) {
+            metrics::Metrics::add(&m.meta_cache_hits, 1);
             listing.get(name).map(|e| (e.kind, e.stat.clone()))
         } else if let Some(cached) = self.lookups.get(&path) {
+            metrics::Metrics::add(&m.meta_cache_hits, 1);
             cached
         } else {
+            metrics::Metrics::add(&m.meta_cache_misses, 1);
             let found = dir::lookup_key(&*self.store, &key, self.mount_time).await?;
             self.lookups.insert(path.clone(), found.clone(), 1);
             found
         };
         let found = found.ok_or(FsError::NotFound)?;
         let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
-        let (ino, stat) = self.inodes.remember(&path, kind, stat);
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }
 
@@ -221,7 +226,7 @@ impl<S: ObjectStore> FsCore<S> {
             .listing
             .get_or_try_init(|| async {
                 if let Some(l) = self.listings.get(&handle.path) {
-                    return Ok::<_, FsError>(l);
+                    return Ok::<_, FsError>(self.with_files_being_written(&handle.path, l));
                 }
                 let prefix = self.dir_prefix(&handle.path);
                 let l = Arc::new(
@@ -229,7 +234,7 @@ impl<S: ObjectStore> FsCore<S> {
                 );
                 self.listings
                     .insert(handle.path.clone(), l.clone(), l.entries.len());
-                Ok(l)
+                Ok(self.with_files_being_written(&handle.path, l))
             })
             .await?
             .clone();
@@ -239,8 +244,8 @@ impl<S: ObjectStore> FsCore<S> {
     /// READDIRPLUS hands the kernel a reference to each entry, like a lookup.
     pub fn remember_entry(&self, dir_path: &str, e: &dir::DirEntry) -> FileAttr {
         let path = child_path(dir_path, &e.name);
-        let (ino, stat) = self.inodes.remember(&path, e.kind, e.stat.clone());
-        self.attr_of(ino, e.kind, &stat)
+        let (ino, kind, stat) = self.inodes.remember_kind(&path, e.kind, e.stat.clone());
+        self.attr_of(ino, kind, &stat)
     }
 
     /// The inode number an entry has (or gets) without adding a kernel reference (plain

@@ -52,6 +52,20 @@ impl Listing {
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
         self.index.get(name).and_then(|&i| self.entries.get(i))
     }
+
+    /// This listing plus `extra` entries whose names it does not have (files being written
+    /// through the mount that COS does not list yet).
+    pub fn with_extra(&self, extra: Vec<DirEntry>) -> Listing {
+        let mut map: BTreeMap<String, DirEntry> = self
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect();
+        for e in extra {
+            map.entry(e.name.clone()).or_insert(e);
+        }
+        Listing::from_map(map)
+    }
 }
 
 /// Can `name` be a file name? (Used for listed keys; FUSE never sends `.`/`..` lookups here.)

@@ -74,13 +74,24 @@ impl InodeTable {
     /// Record that the kernel now knows `path` (one more lookup) and return its inode number
     /// and the stat to report (which keeps HEAD-learned metadata when the ETag is unchanged).
     pub fn remember(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Stat) {
+        let (ino, _, stat) = self.remember_kind(path, kind, stat);
+        (ino, stat)
+    }
+
+    /// [`InodeTable::remember`], also returning the kind to report: a listing sees a symlink
+    /// as a small file, so a path known to be a symlink stays one while its ETag is the same.
+    pub fn remember_kind(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Kind, Stat) {
         let mut inner = self.lock();
         if let Some(&ino) = inner.by_path.get(path) {
             if let Some(e) = inner.nodes.get_mut(&ino) {
-                if e.node.kind == kind {
+                let known_symlink = e.node.kind == Kind::Symlink
+                    && kind == Kind::File
+                    && stat.etag.is_some()
+                    && stat.etag == e.node.stat.etag;
+                if e.node.kind == kind || known_symlink {
                     e.lookups += 1;
                     merge_stat(&mut e.node, stat);
-                    return (ino, e.node.stat.clone());
+                    return (ino, e.node.kind, e.node.stat.clone());
                 }
             }
         }
@@ -102,7 +113,7 @@ impl InodeTable {
             },
         );
         inner.by_path.insert(path, ino);
-        (ino, stat)
+        (ino, kind, stat)
     }
 
     /// The kernel dropped `n` references to `ino`.

@@ -3,8 +3,8 @@
 //! so the FUSE loop never waits on the network and a slow listing never stalls a `cat`.
 //!
 //! Errors become errno in one place ([`error::FsError::errno`]) and are logged in one place
-//! ([`fail`]). Write operations are not implemented yet: they all answer EROFS (see
-//! [`CosFs::refuse_write`]), on `ro` and `rw` mounts alike, until the write path lands.
+//! ([`fail`]). The write side (spool, uploads, namespace changes) lives in `write.rs`,
+//! `namespace.rs` and `core/mutate.rs`; on a read-only mount its ops answer EROFS.
 
 pub mod attr;
 pub mod core;
@@ -22,7 +22,6 @@ use std::future::Future;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -54,7 +53,6 @@ pub struct CosFs<S: ObjectStore> {
     rt: Handle,
     /// Kernel entry/attribute TTL.
     ttl: Duration,
-    warned_write: Arc<AtomicBool>,
 }
 
 /// Every reply type has `error(Errno)`; this lets one function reply to any op with an error.
@@ -106,12 +104,7 @@ fn xattr_reply(r: xattr::Reply, reply: ReplyXattr) {
 
 impl<S: ObjectStore> CosFs<S> {
     pub fn new(core: Arc<FsCore<S>>, rt: Handle, ttl: Duration) -> Self {
-        CosFs {
-            core,
-            rt,
-            ttl,
-            warned_write: Arc::new(AtomicBool::new(false)),
-        }
+        CosFs { core, rt, ttl }
     }
 
     /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
@@ -121,17 +114,6 @@ impl<S: ObjectStore> CosFs<S> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(f(self.core.clone()));
-    }
-
-    /// Every write op goes through here until the write path exists: EROFS, logged once.
-    fn refuse_write<R: ErrorReply>(&self, op: &'static str, reply: R) {
-        if !self.core.config().read_only && !self.warned_write.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                op,
-                "write operations are not supported yet; answering EROFS"
-            );
-        }
-        reply.reply_error(Errno::EROFS);
     }
 }
 

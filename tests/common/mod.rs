@@ -269,6 +269,12 @@ impl TestEnv {
         }
     }
 
+    /// Stop cos-local now, leaving the mount up: later requests fail as if COS were gone.
+    pub fn stop_cos_local(&mut self) {
+        let _ = self.cos_local.kill();
+        let _ = self.cos_local.wait();
+    }
+
     /// The foreground cosmount process, for signal tests.
     pub fn mount_process(&mut self) -> Option<&mut Child> {
         self.mount.as_mut()

@@ -56,6 +56,16 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        self.child.wait().expect("child exits")
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.addr, SECRET_ID, SECRET_KEY)
     }

@@ -227,6 +227,36 @@ impl<S: ObjectStore> FsCore<S> {
         Some((Kind::File, Stat { size, ..node.stat }))
     }
 
+    /// A directory's listing plus the files being written in it that COS does not list yet
+    /// (created and not uploaded so far).
+    pub(super) fn with_files_being_written(
+        &self,
+        dir_path: &str,
+        listing: Arc<dir::Listing>,
+    ) -> Arc<dir::Listing> {
+        let extra: Vec<dir::DirEntry> = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst))
+            .into_iter()
+            .filter_map(|w| {
+                let path = w.path();
+                if parent_of(&path) != dir_path {
+                    return None;
+                }
+                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                if listing.get(&name).is_some() {
+                    return None;
+                }
+                let (kind, stat) = self.lookup_while_writing(&path)?;
+                Some(dir::DirEntry { name, kind, stat })
+            })
+            .collect();
+        if extra.is_empty() {
+            listing
+        } else {
+            Arc::new(listing.with_extra(extra))
+        }
+    }
+
     /// What a listing cannot tell, for a lookup: a small object may be a symlink (cosfs
     /// stores those as objects with S_IFLNK in `x-cos-meta-mode`), and a directory's mode and
     /// owner live on its `dir/` marker. One HEAD tells, once per stat TTL (the result stays on
@@ -244,7 +274,8 @@ impl<S: ObjectStore> FsCore<S> {
         if let Some((_, node)) = self.inodes.by_path(path) {
             let same_version = node.stat.etag == stat.etag;
             let fresh = node.stat_at.elapsed() < self.cfg.stat_ttl;
-            if node.kind == kind && same_version && fresh && node.stat.posix.is_some() {
+            let same_kind = node.kind == kind || (node.kind == Kind::Symlink && kind == Kind::File);
+            if same_kind && same_version && fresh && node.stat.posix.is_some() {
                 return Ok((node.kind, node.stat));
             }
         }
@@ -992,6 +1023,11 @@ mod tests {
         assert!(
             f.store.get("a.bin").is_none(),
             "no placeholder before the upload"
+        );
+        // Yet the directory shows it while it is being written.
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("a.bin", FileType::RegularFile)])
         );
         f.core.write_file(fh, 0, &data).await.unwrap();
         assert_eq!(f.core.getattr(attr.ino.0).await.unwrap().size, 150_000);
