@@ -168,4 +168,3 @@ fn bad_arguments_and_credentials_fail_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
