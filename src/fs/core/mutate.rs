@@ -16,7 +16,7 @@ use bytes::Bytes;
 use fuser::FileAttr;
 
 use super::{child_path, lock, FsCore, MAX_KEY_BYTES};
-use crate::cos::store::ObjectInfo;
+use crate::cos::store::{ObjectInfo, PutOptions};
 use crate::cos::ObjectStore;
 use crate::fs::attr::{Kind, PosixMeta, Stat};
 use crate::fs::dir::{self, MAX_NAME_BYTES};
@@ -507,6 +507,49 @@ impl<S: ObjectStore> FsCore<S> {
             tracing::error!(path = %writer.path(), "upload at release failed: {e}");
         }
         lock(&self.writers.open).remove(&fh);
+    }
+
+    /// Upload every file still open for writing, as close would (before an unmount on
+    /// SIGTERM, so nothing written before the signal is lost). Returns (uploaded, failed);
+    /// a failed file keeps its spool file (see [`WriteHandle`]'s drop) and is logged.
+    pub async fn upload_open_files(&self) -> (usize, usize) {
+        let (mut uploaded, mut failed) = (0, 0);
+        for writer in self.writers_where(|w| !w.unlinked.load(Ordering::Relaxed)) {
+            match self.upload(&writer).await {
+                Ok(()) => uploaded += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(path = %writer.path(), "upload before unmount failed: {e}");
+                }
+            }
+        }
+        (uploaded, failed)
+    }
+
+    /// What a file open for writing will be uploaded with (headers, user metadata with
+    /// cosmount's own mode/uid/gid/mtime, storage class, canned ACL), or `None` when no write
+    /// handle is open on `ino`. For xattrs, which must see and change the pending upload.
+    pub(crate) async fn open_writer_options(&self, ino: u64) -> Option<PutOptions> {
+        let writer = self.writers_where(|w| w.ino == ino).into_iter().next()?;
+        let handle = writer.handle.lock().await;
+        let mut opts = handle.carried().clone();
+        handle.attrs().store_in(&mut opts.meta);
+        Some(opts)
+    }
+
+    /// Make every write handle open on `ino` upload with `opts` (as given by
+    /// [`FsCore::open_writer_options`], changed); cosmount's own metadata keys in it are
+    /// replaced by the handle's current attributes at upload time.
+    pub(crate) async fn set_open_writer_options(
+        &self,
+        ino: u64,
+        opts: &PutOptions,
+    ) -> FsResult<()> {
+        for writer in self.writers_where(|w| w.ino == ino) {
+            let mut handle = writer.handle.lock().await;
+            handle.update_carried(|carried| *carried = opts.clone())?;
+        }
+        Ok(())
     }
 
     // ---- attributes ----
