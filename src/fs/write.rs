@@ -1059,9 +1059,8 @@ impl<S: ObjectStore> WriteHandle<S> {
             self.abort_upload(upload).await;
         }
         self.ensure_local(0, size).await?;
-        let body =
-            read_blocking(self.spool.file(), self.spool.path().to_path_buf(), 0, size).await?;
-        let sent = crc64::checksum(&body);
+        let (body, sent) =
+            read_with_crc(self.spool.file(), self.spool.path().to_path_buf(), 0, size).await?;
         let result = self
             .store
             .put_object(&self.key, body, &self.put_options())
@@ -1208,6 +1207,34 @@ async fn read_blocking(
     }
 }
 
+/// Read a range of the spool and its CRC-64, both off the async workers (a part is megabytes:
+/// hashing it inline would stall other operations' tasks).
+async fn read_with_crc(
+    file: Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+) -> Result<(Bytes, u64), WriteError> {
+    let joined = tokio::task::spawn_blocking(move || {
+        read_spool(&file, offset, len as usize).map(|data| {
+            let crc = crc64::checksum(&data);
+            (data, crc)
+        })
+    })
+    .await;
+    match joined {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(e)) => Err(WriteError::Spool {
+            path,
+            source: Arc::new(e),
+        }),
+        Err(e) => Err(WriteError::Spool {
+            path,
+            source: Arc::new(io::Error::other(e.to_string())),
+        }),
+    }
+}
+
 async fn upload_one_part<S: ObjectStore>(
     store: &S,
     key: &str,
@@ -1222,8 +1249,7 @@ async fn upload_one_part<S: ObjectStore>(
             offset,
             len,
         } => {
-            let body = read_blocking(file, path, offset, len).await?;
-            let sent = crc64::checksum(&body);
+            let (body, sent) = read_with_crc(file, path, offset, len).await?;
             let result = store
                 .upload_part(key, upload_id, number, body)
                 .await
