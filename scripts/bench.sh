@@ -4,6 +4,10 @@
 #   scripts/bench.sh read     sequential read of a 1 GiB object beside the raw ranged-GET ceiling,
 #                             time to first byte, warm re-read, `ls -l` of 10 000 objects with its
 #                             LIST/HEAD request counts, and cosmount's peak RSS.
+#   scripts/bench.sh write    sequential write of 1 GiB through the mount beside a raw multipart
+#                             upload of the same bytes (the ceiling), `cp -r` of 1000 files of
+#                             4 KiB (files/s), cosmount's peak RSS and peak spool disk use.
+#                             WRITE_MIB and SMALL_N change the sizes.
 #
 # Numbers vary with the machine and its load; nothing here is asserted.
 set -euo pipefail
@@ -16,7 +20,10 @@ export COS_SECRET_ID=AKIDBENCHEXAMPLE COS_SECRET_KEY=bench-secret-key
 BIG_MIB=${BIG_MIB:-1024}
 MANY=${MANY:-10000}
 
-[ "$MODE" = read ] || { echo "usage: scripts/bench.sh read" >&2; exit 2; }
+case "$MODE" in
+  read | write) ;;
+  *) echo "usage: scripts/bench.sh read|write" >&2; exit 2 ;;
+esac
 missing=()
 command -v cargo >/dev/null || missing+=("cargo")
 [ -c /dev/fuse ] || missing+=("/dev/fuse")
@@ -28,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 echo "==> building (release)"
-cargo build --release --quiet -p cos-local -p cosmount --bins --example bench_get
+cargo build --release --quiet -p cos-local -p cosmount --bins --example bench_get --example bench_put
 BIN=$ROOT/target/release
 
 WORK=$(mktemp -d /tmp/cosmount-bench.XXXXXX)
@@ -54,10 +61,12 @@ for _ in $(seq 100); do
 done
 [ -n "$EP" ] || { echo "cos-local did not start" >&2; exit 1; }
 
-echo "==> seeding: one ${BIG_MIB} MiB object, one 64 MiB object, $MANY small objects"
-"$BIN/examples/bench_get" seed-big "$EP" "$BUCKET" big.bin "$BIG_MIB"
-"$BIN/examples/bench_get" seed-big "$EP" "$BUCKET" ttfb.bin 64
-"$BIN/examples/bench_get" seed-many "$EP" "$BUCKET" many/ "$MANY"
+if [ "$MODE" = read ]; then
+  echo "==> seeding: one ${BIG_MIB} MiB object, one 64 MiB object, $MANY small objects"
+  "$BIN/examples/bench_get" seed-big "$EP" "$BUCKET" big.bin "$BIG_MIB"
+  "$BIN/examples/bench_get" seed-big "$EP" "$BUCKET" ttfb.bin 64
+  "$BIN/examples/bench_get" seed-many "$EP" "$BUCKET" many/ "$MANY"
+fi
 
 mount_fg() {
   "$BIN/cosmount" "$BUCKET" "$MNT" --endpoint "$EP" -f -o "log_file=$WORK/cosmount.log" "$@" \
@@ -76,6 +85,64 @@ lines() { wc -l <"$WORK/access.log"; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.0f", b/s/1e6}'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b-a}'; }
+
+# ---- write mode -------------------------------------------------------------------------------
+# Sequential write of WRITE_MIB MiB through the mount beside a raw multipart upload of the same
+# bytes to the same cos-local (the ceiling), then `cp -r` of SMALL_N files of 4 KiB; peak RSS of
+# cosmount and peak disk use of its spool directory.
+bench_write() {
+  local WRITE_MIB=${WRITE_MIB:-1024} SMALL_N=${SMALL_N:-1000}
+  local SRC=$WORK/src.bin SPOOL=$WORK/cache/spool BYTES=$(( ${WRITE_MIB:-1024} << 20 ))
+  echo "==> preparing ${WRITE_MIB} MiB of random data and $SMALL_N files of 4 KiB"
+  head -c "$BYTES" /dev/urandom >"$SRC"
+  mkdir -p "$WORK/small"
+  for i in $(seq -w 1 "$SMALL_N"); do head -c 4096 /dev/urandom >"$WORK/small/f$i"; done
+
+  echo "==> raw multipart upload (the ceiling: same server, 8 MiB parts x 4 in flight, no FUSE)"
+  RAW=$("$BIN/examples/bench_put" raw-multipart "$EP" "$BUCKET" raw.bin "$SRC" 8 4)
+
+  echo "==> cosmount: sequential write (dd bs=1M; close waits for the upload)"
+  mount_fg -o "cache_dir=$WORK/cache"
+  mkdir "$MNT/w"
+  local PEAK_FILE=$WORK/spool.peak
+  echo 0 >"$PEAK_FILE"
+  ( peak=0; while :; do
+      cur=$(du -sb "$SPOOL" 2>/dev/null | cut -f1); cur=${cur:-0}
+      [ "$cur" -gt "$peak" ] && { peak=$cur; echo "$peak" >"$PEAK_FILE"; }
+      sleep 0.2
+    done ) &
+  local DU_PID=$!
+  T0=$(now); dd if="$SRC" of="$MNT/w/big.bin" bs=1M status=none; T1=$(now)
+  kill "$DU_PID" 2>/dev/null; wait "$DU_PID" 2>/dev/null || true
+  local WRITE=$(mbps "$BYTES" "$(secs "$T0" "$T1")")
+  local SPOOL_PEAK=$(awk '{printf "%.0f", $1/1048576}' "$PEAK_FILE")
+  # Peak RSS of the write alone (the read-back below fills the read-side block cache).
+  local WRITE_RSS=$(awk '/VmHWM/ {print $2, $3}' "/proc/$CM_PID/status")
+  cmp -s "$SRC" "$MNT/w/big.bin" && local CHECK=identical || local CHECK=DIFFERENT
+
+  echo "==> cosmount: cp -r of $SMALL_N files of 4 KiB"
+  START=$(lines)
+  T0=$(now); cp -r "$WORK/small" "$MNT/small"; T1=$(now)
+  local CP_S=$(secs "$T0" "$T1")
+  local CP_RATE=$(awk -v n="$SMALL_N" -v s="$CP_S" 'BEGIN {printf "%.0f", n/s}')
+  local CP_REQ=$(tail -n +"$(( START + 1 ))" "$WORK/access.log" | wc -l)
+  local CP_PUT=$(tail -n +"$(( START + 1 ))" "$WORK/access.log" | awk '$2=="PUT"' | wc -l)
+  RSS=$(awk '/VmHWM/ {print $2, $3}' "/proc/$CM_PID/status")
+
+  printf '\n%-56s %s\n' "measure" "result"
+  printf '%-56s %s\n' "--------------------------------------------------------" "------------------------------"
+  printf '%-56s %s MB/s (read back: %s)\n' "cosmount sequential write, ${WRITE_MIB} MiB (dd bs=1M)" "$WRITE" "$CHECK"
+  printf '%-56s %s\n' "raw multipart upload, 8 MiB parts x 4 in flight" "$(sed 's/.*mbps=\([0-9]*\).*/\1/' <<<"$RAW") MB/s"
+  printf '%-56s %s files/s (%s s, %s requests, %s PUT)\n' "cp -r of $SMALL_N x 4 KiB files" "$CP_RATE" "$CP_S" "$CP_REQ" "$CP_PUT"
+  printf '%-56s %s MiB\n' "peak spool disk use during the big write" "$SPOOL_PEAK"
+  printf '%-56s %s\n' "cosmount peak RSS after the big write (VmHWM)" "$WRITE_RSS"
+  printf '%-56s %s\n' "cosmount peak RSS at the end (read-back included)" "$RSS"
+}
+
+if [ "$MODE" = write ]; then
+  bench_write
+  exit 0
+fi
 
 BYTES=$((BIG_MIB << 20))
 echo "==> raw ranged GETs (the ceiling: same server, no FUSE)"

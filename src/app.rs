@@ -33,6 +33,13 @@ use crate::fs::{CosFs, FsConfig, FsCore, WriteSettings};
 /// errors with backoff, so this is generous; a mount that takes longer is reported as failed.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long SIGTERM/SIGINT wait for files open for writing to upload before unmounting
+/// (below systemd's default 90 s stop timeout).
+const SHUTDOWN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After the unmount, how long open files may keep the detached mount served before exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Exit codes: 0 mounted (or help/version), 1 mount failed, 2 bad command line.
 const EXIT_MOUNT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -358,7 +365,7 @@ fn serve(
     }
     let core = Arc::new(FsCore::new(Arc::new(client), fs_config(cfg)));
     core.set_write_settings(write_settings(cfg)?);
-    let fs = CosFs::new(core, rt.handle().clone(), cfg.attr_timeout);
+    let fs = CosFs::new(core.clone(), rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
     let mut session = match dev_fd(&cfg.mountpoint) {
         // SAFETY: mount.fuse3 handed us this open /dev/fuse descriptor to own.
@@ -376,12 +383,41 @@ fn serve(
     }
 
     let mut unmounter = session.unmount_callable();
+    let mountpoint = cfg.mountpoint.clone();
     rt.spawn(async move {
         wait_for_stop_signal().await;
-        tracing::info!("signal received: unmounting");
-        if let Err(e) = unmounter.unmount() {
-            tracing::warn!("unmount failed: {e}");
+        // Finish what applications wrote before the signal, then unmount. Bounded, so a dead
+        // network cannot keep a stopping service alive; what fails keeps its spool file.
+        tracing::info!("signal received: uploading files still open for writing, then unmounting");
+        match tokio::time::timeout(SHUTDOWN_UPLOAD_TIMEOUT, core.upload_open_files()).await {
+            Ok((0, 0)) => {}
+            Ok((uploaded, failed)) => {
+                tracing::info!(uploaded, failed, "open files uploaded before unmount")
+            }
+            Err(_) => tracing::error!(
+                "uploads still running after {} s; unmounting anyway (spool files are kept)",
+                SHUTDOWN_UPLOAD_TIMEOUT.as_secs()
+            ),
         }
+        if let Err(e) = unmounter.unmount() {
+            // EBUSY while an application holds a file open: detach instead, as `umount -l`.
+            tracing::info!("unmount: {e}; detaching lazily");
+            if let Err(e) = detach(&mountpoint) {
+                tracing::warn!("lazy unmount failed too: {e}");
+            }
+        }
+        // The unmount is lazy: the kernel keeps the connection while an application still
+        // holds a file open, and serving it would keep a stopping service alive. The uploads
+        // are done, so after a short grace (or a second signal) exit regardless.
+        tokio::select! {
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+            _ = wait_for_stop_signal() => {}
+        }
+        tracing::warn!(
+            "files are still open on the unmounted mount; exiting anyway; {}",
+            crate::metrics::global().summary()
+        );
+        std::process::exit(0);
     });
 
     tracing::info!(mountpoint = %cfg.mountpoint.display(), "mounted");
@@ -413,6 +449,20 @@ fn write_settings(cfg: &MountConfig) -> anyhow::Result<WriteSettings> {
     settings.write.part_size = cfg.part_size;
     settings.write.parallel_parts = cfg.parallel_parts;
     Ok(settings)
+}
+
+/// umount2(MNT_DETACH): the mount disappears from the namespace now; files already open stay
+/// usable until closed.
+fn detach(mountpoint: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid NUL-terminated path; umount2 does not keep the pointer.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 async fn wait_for_stop_signal() {

@@ -251,3 +251,34 @@ fn auto_unmount_removes_the_mount_when_the_daemon_dies() {
         "auto_unmount left the mount behind"
     );
 }
+
+#[test]
+fn sigterm_uploads_files_still_open_for_writing_then_unmounts() {
+    use std::io::Write;
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    let data = common::pattern(20 << 20, 9);
+    let mut f = std::fs::File::create(env.path("open.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    // The file is still open (never closed) when the service is stopped.
+    let child = env.mount_process().expect("foreground cosmount");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "cosmount exited with {status}");
+    assert!(wait_unmounted(&env.mnt), "SIGTERM left the mount behind");
+    drop(f);
+    let client = env.client();
+    let got = env
+        .rt
+        .block_on(cosmount::cos::ObjectStore::get_range(
+            &client,
+            "open.bin",
+            0,
+            data.len() as u64,
+            None,
+        ))
+        .expect("the open file was uploaded before the unmount");
+    assert_eq!(got.object_size, data.len() as u64);
+    assert!(got.data == data, "uploaded bytes differ");
+}

@@ -238,6 +238,11 @@ fn storage_class_is_read_and_set_by_copy_onto_itself() {
     setfattr(&["-n", "user.more", "-v", "1"], &f);
     assert_eq!(head(&env, "cold.bin").storage_class, "INTELLIGENT_TIERING");
     assert_eq!(std::fs::read(&f).unwrap(), body);
+
+    // Removing it (as rsync -X does for what its source lacks) means back to STANDARD.
+    setfattr(&["-x", "user.cos.storage_class"], &f);
+    assert_eq!(head(&env, "cold.bin").storage_class, "STANDARD");
+    assert_eq!(head(&env, "cold.bin").meta["more"], "1");
 }
 
 #[test]
@@ -286,6 +291,9 @@ fn acl_is_shown_canned_or_as_grants_and_set_through_the_acl_api() {
         setxattr(&f, "user.cos.acl", b"everyone-may-write", 0),
         Err(libc::EINVAL)
     );
+    // Removing the ACL means `default` again.
+    setfattr(&["-x", "user.cos.acl"], &f);
+    assert_eq!(getfattr("user.cos.acl", &f), b"default");
 
     // The mount root is the bucket.
     let root = env.mnt.clone();
@@ -393,4 +401,113 @@ fn read_only_mount_refuses_changes_but_reads() {
     let f = env.path("r.txt");
     assert_eq!(getfattr("user.a", &f), b"b");
     assert_eq!(setxattr(&f, "user.a", b"c", 0), Err(libc::EROFS));
+}
+
+/// `cp --preserve=xattr` and `rsync -X` set attributes on the new file before closing it: they
+/// must go up with the upload.
+#[test]
+fn cp_and_rsync_carry_user_attributes_into_new_objects() {
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    let local = env.mnt.parent().unwrap().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let src = local.join("src.txt");
+    std::fs::write(&src, "payload").unwrap();
+    setfattr(&["-n", "user.project", "-v", "apollo"], &src);
+    setfattr(&["-n", "user.cos.storage_class", "-v", "STANDARD_IA"], &src);
+
+    let out = Command::new("cp")
+        .arg("--preserve=xattr")
+        .arg(&src)
+        .arg(env.path("copied.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = head(&env, "copied.txt");
+    assert_eq!(info.meta["project"], "apollo");
+    assert_eq!(info.storage_class, "STANDARD_IA");
+    assert_eq!(std::fs::read(env.path("copied.txt")).unwrap(), b"payload");
+
+    let out = Command::new("rsync")
+        .arg("-X")
+        .arg(&src)
+        .arg(env.path("synced.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(head(&env, "synced.txt").meta["project"], "apollo");
+
+    // And back out of the mount onto local disk.
+    let back = local.join("back.txt");
+    let out = Command::new("cp")
+        .arg("--preserve=xattr")
+        .arg(env.path("copied.txt"))
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(getfattr("user.project", &back), b"apollo");
+}
+
+#[test]
+fn storage_class_set_on_an_open_file_applies_to_its_upload() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    let path = env.path("written.bin");
+    let data = pattern(3 << 20, 5);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&data[..1 << 20]).unwrap();
+    let name = CString::new("user.cos.storage_class").unwrap();
+    // SAFETY: an open fd, a C string and a value slice.
+    let rc = unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            name.as_ptr(),
+            b"ARCHIVE".as_ptr().cast(),
+            7,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(getfattr("user.cos.storage_class", &path), b"ARCHIVE");
+    f.write_all(&data[1 << 20..]).unwrap();
+    drop(f);
+    let info = head(&env, "written.bin");
+    assert_eq!(info.storage_class, "ARCHIVE");
+    assert_eq!(info.size, data.len() as u64);
+}
+
+#[test]
+fn attributes_follow_a_rename_and_live_on_directory_markers() {
+    let mut env = TestEnv::start();
+    put_with_meta(&env, "old.txt", b"data".to_vec(), &[("tag", "x")]);
+    env.mount(&[]);
+    setfattr(
+        &["-n", "user.cos.storage_class", "-v", "STANDARD_IA"],
+        &env.path("old.txt"),
+    );
+    std::fs::rename(env.path("old.txt"), env.path("new.txt")).unwrap();
+    let info = head(&env, "new.txt");
+    assert_eq!(info.meta["tag"], "x");
+    assert_eq!(info.storage_class, "STANDARD_IA");
+    assert_eq!(getfattr("user.tag", &env.path("new.txt")), b"x");
+
+    std::fs::create_dir(env.path("d")).unwrap();
+    setfattr(&["-n", "user.kind", "-v", "folder"], &env.path("d"));
+    assert_eq!(head(&env, "d/").meta["kind"], "folder");
+    assert_eq!(getfattr("user.kind", &env.path("d")), b"folder");
 }

@@ -182,6 +182,52 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CaseFixingIo<T> {
         }
     }
 
+    /// Bodies go out vectored (hyper then queues its buffers instead of copying each body
+    /// chunk into one flat buffer); a head is handled through `poll_write`.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_pending(cx))?;
+        match this.state {
+            State::Passthrough => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+            State::Body(remaining) => {
+                let mut limited = Vec::with_capacity(bufs.len());
+                let mut room = usize::try_from(remaining).unwrap_or(usize::MAX);
+                for b in bufs {
+                    if room == 0 {
+                        break;
+                    }
+                    let take = b.len().min(room);
+                    limited.push(io::IoSlice::new(&b[..take]));
+                    room -= take;
+                }
+                let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &limited))?;
+                let left = remaining - n as u64;
+                this.state = if left == 0 {
+                    State::Head
+                } else {
+                    State::Body(left)
+                };
+                Poll::Ready(Ok(n))
+            }
+            State::Head => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map(|b| &**b)
+                    .unwrap_or(&[]);
+                self.poll_write(cx, first)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -235,6 +281,40 @@ mod tests {
         assert_eq!(
             text,
             "HTTP/1.1 200 OK\r\nETag: \"x\"\r\nContent-Length: 11\r\n\r\netag: body\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nx-cos-request-id: r\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_rewrite_heads_and_keep_bodies() {
+        use std::io::IoSlice;
+        let mut out = Vec::new();
+        {
+            let mut io = CaseFixingIo::new(&mut out);
+            let head = b"HTTP/1.1 200 OK\r\netag: \"x\"\r\nx-cos-local-body-len: 6\r\n\r\n";
+            let mut pieces: Vec<&[u8]> = vec![
+                head,
+                b"abc",
+                b"def",
+                b"HTTP/1.1 204 No Content\r\nx-cos-local-body-len: 0\r\n\r\n",
+            ];
+            while !pieces.is_empty() {
+                let slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+                let mut n = io.write_vectored(&slices).await.expect("write");
+                while n > 0 {
+                    if n >= pieces[0].len() {
+                        n -= pieces[0].len();
+                        pieces.remove(0);
+                    } else {
+                        pieces[0] = &pieces[0][n..];
+                        n = 0;
+                    }
+                }
+            }
+            io.flush().await.expect("flush");
+        }
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "HTTP/1.1 200 OK\r\nETag: \"x\"\r\n\r\nabcdefHTTP/1.1 204 No Content\r\n\r\n"
         );
     }
 

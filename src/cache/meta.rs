@@ -51,6 +51,25 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         inner.insert(key, (Instant::now(), value), weight.max(1));
     }
 
+    /// Replace a fresh entry's value with `f(old)`, keeping its age (so an entry patched by
+    /// local changes still expires when the original answer would have). `weight` is the new
+    /// value's. No-op when the entry is missing or expired.
+    pub fn update(&self, key: &K, f: impl FnOnce(&V) -> (V, usize))
+    where
+        K: Clone,
+    {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((at, old)) = inner.get(key).map(|(at, v)| (*at, v.clone())) else {
+            return;
+        };
+        if at.elapsed() >= self.ttl {
+            inner.remove(key);
+            return;
+        }
+        let (new, weight) = f(&old);
+        inner.insert(key.clone(), (at, new), weight.max(1));
+    }
+
     pub fn remove(&self, key: &K) {
         self.inner
             .lock()

@@ -226,7 +226,7 @@ impl<S: ObjectStore> FsCore<S> {
             .listing
             .get_or_try_init(|| async {
                 if let Some(l) = self.listings.get(&handle.path) {
-                    return Ok::<_, FsError>(l);
+                    return Ok::<_, FsError>(self.with_files_being_written(&handle.path, l));
                 }
                 let prefix = self.dir_prefix(&handle.path);
                 let l = Arc::new(
@@ -234,7 +234,7 @@ impl<S: ObjectStore> FsCore<S> {
                 );
                 self.listings
                     .insert(handle.path.clone(), l.clone(), l.entries.len());
-                Ok(l)
+                Ok(self.with_files_being_written(&handle.path, l))
             })
             .await?
             .clone();

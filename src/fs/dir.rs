@@ -52,6 +52,37 @@ impl Listing {
     pub fn get(&self, name: &str) -> Option<&DirEntry> {
         self.index.get(name).and_then(|&i| self.entries.get(i))
     }
+
+    /// This listing with `entry` added or replacing the one of the same name.
+    pub fn with_entry(&self, entry: DirEntry) -> Listing {
+        let mut map = self.to_map();
+        map.insert(entry.name.clone(), entry);
+        Listing::from_map(map)
+    }
+
+    /// This listing without the entry `name`.
+    pub fn without(&self, name: &str) -> Listing {
+        let mut map = self.to_map();
+        map.remove(name);
+        Listing::from_map(map)
+    }
+
+    fn to_map(&self) -> BTreeMap<String, DirEntry> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect()
+    }
+
+    /// This listing plus `extra` entries whose names it does not have (files being written
+    /// through the mount that COS does not list yet).
+    pub fn with_extra(&self, extra: Vec<DirEntry>) -> Listing {
+        let mut map = self.to_map();
+        for e in extra {
+            map.entry(e.name.clone()).or_insert(e);
+        }
+        Listing::from_map(map)
+    }
 }
 
 /// Can `name` be a file name? (Used for listed keys; FUSE never sends `.`/`..` lookups here.)

@@ -349,6 +349,8 @@ struct Multipart {
     next_task: u64,
     /// The user metadata sent with Initiate (it cannot change afterwards).
     initiated_meta: BTreeMap<String, String>,
+    /// The storage class sent with Initiate.
+    initiated_class: Option<String>,
 }
 
 /// One file open for writing. Not internally synchronized: the caller serializes calls (e.g.
@@ -666,6 +668,27 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     /// Read the file's current content (for reads through a handle open for writing).
+    /// The content headers, user metadata, storage class and canned ACL the next upload
+    /// carries (cosmount's own mode/uid/gid/mtime are added at upload time).
+    pub fn carried(&self) -> &PutOptions {
+        &self.carried
+    }
+
+    /// Change what the next upload carries (xattrs set while the file is open). Like
+    /// [`WriteHandle::set_attrs`], it goes up with the data, or as a metadata-only update.
+    pub fn update_carried(
+        &mut self,
+        change: impl FnOnce(&mut PutOptions),
+    ) -> Result<(), WriteError> {
+        self.check_usable()?;
+        change(&mut self.carried);
+        self.meta_changed = true;
+        if matches!(self.phase, Phase::Completed(_)) {
+            self.phase = Phase::Spooling;
+        }
+        Ok(())
+    }
+
     pub async fn read_at(&mut self, offset: u64, len: u64) -> Result<Bytes, WriteError> {
         self.check_usable()?;
         let size = self.size();
@@ -835,6 +858,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             tasks: JoinSet::new(),
             next_task: 0,
             initiated_meta: opts.meta,
+            initiated_class: opts.storage_class,
         });
         Ok(())
     }
@@ -905,6 +929,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
     /// Wait for one part task and record its result (a stale result is dropped).
     async fn reap_one(&mut self) -> Result<(), WriteError> {
+        let total = self.size();
         let Some(upload) = &mut self.upload else {
             return Ok(());
         };
@@ -931,6 +956,15 @@ impl<S: ObjectStore> WriteHandle<S> {
         match outcome.result {
             Ok(done) => {
                 upload.parts.insert(outcome.number, PartSlot::Done(done));
+                let sent: u64 = upload
+                    .parts
+                    .values()
+                    .map(|p| match p {
+                        PartSlot::Done(d) => d.len,
+                        _ => 0,
+                    })
+                    .sum();
+                crate::metrics::global().upload_progress(&self.key, sent, total);
                 Ok(())
             }
             Err(e) => {
@@ -1003,8 +1037,10 @@ impl<S: ObjectStore> WriteHandle<S> {
         }
         // Metadata is fixed at Initiate; an explicit chmod/chown/utimens since then needs a
         // metadata update (data already safe, so a failure here is only logged).
-        let wanted = self.put_options().meta;
-        if self.meta_changed && wanted != upload.initiated_meta {
+        let wanted = self.put_options();
+        let differs =
+            wanted.meta != upload.initiated_meta || wanted.storage_class != upload.initiated_class;
+        if self.meta_changed && differs {
             let base_etag = result.etag.clone();
             match self.copy_metadata_onto_itself().await {
                 Ok(r) => return Ok(r),
@@ -1054,6 +1090,7 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     fn completed(&mut self, result: PutResult) {
+        crate::metrics::global().upload_finished(&self.key);
         let size = self.size();
         // The new object is now the base: unchanged parts of it can be copied by later uploads.
         self.base = Some(Base {
@@ -1082,6 +1119,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
     /// Enter the sticky failed state: abort the upload, keep the spool, log where it is.
     async fn fail(&mut self, err: WriteError) -> WriteError {
+        crate::metrics::global().upload_finished(&self.key);
         if let Some(upload) = self.upload.take() {
             self.abort_upload(upload).await;
         }
@@ -1103,6 +1141,7 @@ impl<S: ObjectStore> WriteHandle<S> {
 
 impl<S: ObjectStore> Drop for WriteHandle<S> {
     fn drop(&mut self) {
+        crate::metrics::global().upload_finished(&self.key);
         // Dropped with data never uploaded (the mount went away before close): keep it.
         if self.is_dirty() && !self.spool.is_kept() {
             match self.spool.keep() {

@@ -3,13 +3,15 @@
 //!
 //! | name | get | set | listed |
 //! |---|---|---|---|
-//! | `user.cos.acl` | GET `?acl`: the canned value (`default`, `private`, `public-read`, ...) or the grants, one `grant-PERMISSION: id="..."` line each | PUT `?acl` with a canned value or such lines | yes |
-//! | `user.cos.storage_class` | `x-cos-storage-class` (`STANDARD` when COS omits it) | copy onto itself with the new class | yes |
+//! | `user.cos.acl` | GET `?acl`: the canned value (`default`, `private`, `public-read`, ...) or the grants, one `grant-PERMISSION: id="..."` line each | PUT `?acl` with a canned value or such lines; remove = `default` | yes |
+//! | `user.cos.storage_class` | `x-cos-storage-class` (`STANDARD` when COS omits it) | copy onto itself with the new class; remove = `STANDARD` | yes |
 //! | `user.cos.etag`, `user.cos.crc64` | ETag (no quotes), `x-cos-hash-crc64ecma` | EPERM | no |
 //! | `user.cos.region` (mount root) | the bucket's region | EPERM | no |
 //! | `user.NAME` | `x-cos-meta-NAME` | copy onto itself with the new metadata | yes |
 //!
-//! On the mount root `user.cos.acl` is the bucket's ACL. The read-only attributes are not
+//! On the mount root `user.cos.acl` is the bucket's ACL. On a file open for writing, user
+//! attributes, the storage class and a canned ACL are kept with the pending upload and go up
+//! with it (`cp --preserve=xattr` sets them before it closes the new file). The read-only attributes are not
 //! listed: `cp --preserve=xattr` and `rsync -X` copy every listed name, and an attribute that can
 //! never be set would make every copy inside the mount fail with EPERM.
 //!
@@ -488,6 +490,9 @@ impl<S: ObjectStore> FsCore<S> {
                 _ => return Err(XattrError::NoData),
             },
             Target::Object { key, kind } => {
+                if let Some(value) = self.pending_attr(ino, kind, &attr).await {
+                    return sized_reply(value?, size);
+                }
                 if attr == Attr::Acl {
                     if kind == Kind::Dir && self.head_for_xattr(&key, kind).await?.is_none() {
                         return Err(XattrError::NoData);
@@ -511,12 +516,19 @@ impl<S: ObjectStore> FsCore<S> {
         match self.xattr_target(ino)? {
             Target::Bucket => names.push(ACL.to_string()),
             Target::Object { key, kind } => {
-                if let Some(info) = self.head_for_xattr(&key, kind).await? {
+                let pending = match kind {
+                    Kind::Dir => None,
+                    _ => self.open_writer_options(ino).await,
+                };
+                let meta = match pending {
+                    Some(opts) => Some(opts.meta),
+                    None => self.head_for_xattr(&key, kind).await?.map(|i| i.meta),
+                };
+                if let Some(meta) = meta {
                     names.push(ACL.to_string());
                     names.push(STORAGE_CLASS.to_string());
                     names.extend(
-                        info.meta
-                            .keys()
+                        meta.keys()
                             .filter(|n| valid_meta_name(n) && !RESERVED_META.contains(&n.as_str()))
                             .map(|n| format!("{USER_PREFIX}{n}")),
                     );
@@ -551,6 +563,11 @@ impl<S: ObjectStore> FsCore<S> {
             (Target::Bucket, _) => Err(XattrError::NotSupported(
                 "the mount root is the bucket: only user.cos.acl can be set on it".into(),
             )),
+            (Target::Object { kind, .. }, attr)
+                if kind != Kind::Dir && self.open_writer_options(ino).await.is_some() =>
+            {
+                self.set_pending_attr(ino, attr, value, flags).await
+            }
             (Target::Object { key, kind }, Attr::Acl) => {
                 let update = parse_acl(value, true)?;
                 self.existing_object(&key, kind).await?;
@@ -583,28 +600,140 @@ impl<S: ObjectStore> FsCore<S> {
         }
     }
 
+    /// Remove a user attribute. Removing `user.cos.acl` or `user.cos.storage_class` puts it
+    /// back to its default (`default` ACL, `STANDARD`): `rsync -X` removes on the copy whatever
+    /// the source does not have, and a listed attribute that refused removal would fail it.
     pub async fn removexattr(&self, ino: u64, name: &[u8]) -> XattrResult<()> {
         let attr = parse_name(name, Use::Remove)?;
         self.check_xattr_writable()?;
-        let Attr::User(meta_name) = attr else {
-            // The user.cos.* attributes always have a value; they can be set, not removed.
-            return Err(XattrError::ReadOnly(
+        let target = self.xattr_target(ino)?;
+        match (target, attr) {
+            (_, Attr::Etag | Attr::Crc64 | Attr::Region) => Err(XattrError::ReadOnly(
                 String::from_utf8_lossy(name).into_owned(),
-            ));
-        };
-        let Target::Object { key, kind } = self.xattr_target(ino)? else {
-            return Err(XattrError::NoData);
-        };
-        let info = self
-            .head_for_xattr(&key, kind)
-            .await?
-            .ok_or(XattrError::NoData)?;
-        let mut meta = info.meta.clone();
-        if meta.remove(&meta_name).is_none() {
-            return Err(XattrError::NoData);
+            )),
+            (Target::Bucket, Attr::Acl) => Ok(self
+                .store()
+                .put_acl(None, &AclUpdate::canned("private"))
+                .await?),
+            (Target::Bucket, _) => Err(XattrError::NoData),
+            (Target::Object { kind, .. }, attr)
+                if kind != Kind::Dir && self.open_writer_options(ino).await.is_some() =>
+            {
+                let Some(mut opts) = self.open_writer_options(ino).await else {
+                    return Err(XattrError::Fs(FsError::NotFound));
+                };
+                match attr {
+                    Attr::User(meta_name) => {
+                        if opts.meta.remove(&meta_name).is_none() {
+                            return Err(XattrError::NoData);
+                        }
+                    }
+                    Attr::Acl => opts.acl = None,
+                    _ => opts.storage_class = None,
+                }
+                Ok(self.set_open_writer_options(ino, &opts).await?)
+            }
+            (Target::Object { key, kind }, Attr::Acl) => {
+                self.existing_object(&key, kind).await?;
+                Ok(self
+                    .store()
+                    .put_acl(Some(&key), &AclUpdate::canned("default"))
+                    .await?)
+            }
+            (Target::Object { key, kind }, attr) => {
+                let info = self
+                    .head_for_xattr(&key, kind)
+                    .await?
+                    .ok_or(XattrError::NoData)?;
+                let mut meta = info.meta.clone();
+                let mut class = info.storage_class.clone();
+                match attr {
+                    Attr::User(meta_name) => {
+                        if meta.remove(&meta_name).is_none() {
+                            return Err(XattrError::NoData);
+                        }
+                    }
+                    _ if class == "STANDARD" => return Ok(()),
+                    _ => class = "STANDARD".into(),
+                }
+                self.rewrite_metadata(&key, &info, meta, class).await
+            }
         }
-        let class = info.storage_class.clone();
-        self.rewrite_metadata(&key, &info, meta, class).await
+    }
+
+    /// An attribute of a file open for writing, as its upload will carry it; `None` when the
+    /// file is not being written or the attribute comes from COS anyway (ETag, CRC-64).
+    async fn pending_attr(
+        &self,
+        ino: u64,
+        kind: Kind,
+        attr: &Attr,
+    ) -> Option<XattrResult<Vec<u8>>> {
+        if kind == Kind::Dir {
+            return None;
+        }
+        let opts = self.open_writer_options(ino).await?;
+        match attr {
+            Attr::User(name) => Some(
+                opts.meta
+                    .get(name)
+                    .map(|v| decode_value(v))
+                    .ok_or(XattrError::NoData),
+            ),
+            Attr::StorageClass => Some(Ok(opts
+                .storage_class
+                .unwrap_or_else(|| "STANDARD".into())
+                .into_bytes())),
+            Attr::Acl => opts.acl.map(|c| Ok(c.into_bytes())),
+            Attr::Etag | Attr::Crc64 | Attr::Region => None,
+        }
+    }
+
+    /// Set an attribute of a file open for writing: it goes up with the file's upload (so
+    /// `cp --preserve=xattr`, which sets attributes before closing, works on new files).
+    async fn set_pending_attr(
+        &self,
+        ino: u64,
+        attr: Attr,
+        value: &[u8],
+        flags: i32,
+    ) -> XattrResult<()> {
+        let Some(mut opts) = self.open_writer_options(ino).await else {
+            return Err(XattrError::Fs(FsError::NotFound));
+        };
+        match attr {
+            Attr::User(name) => {
+                let exists = opts.meta.contains_key(&name);
+                if flags & libc::XATTR_CREATE != 0 && exists {
+                    return Err(XattrError::Exists);
+                }
+                if flags & libc::XATTR_REPLACE != 0 && !exists {
+                    return Err(XattrError::NoData);
+                }
+                opts.meta.insert(name, encode_value(value));
+                let size = metadata_size(&opts.meta);
+                if size > MAX_USER_METADATA {
+                    return Err(XattrError::TooBig(size));
+                }
+            }
+            Attr::StorageClass => opts.storage_class = Some(parse_storage_class(value)?),
+            Attr::Acl => match parse_acl(value, true)? {
+                AclUpdate::Headers {
+                    canned: Some(c),
+                    grants,
+                } if grants == GrantHeaders::default() => {
+                    opts.acl = Some(c).filter(|c| c != "default");
+                }
+                _ => return Err(XattrError::NotSupported(
+                    "explicit ACL grants on a file still open for writing: set them after close"
+                        .into(),
+                )),
+            },
+            Attr::Etag | Attr::Crc64 | Attr::Region => {
+                return Err(XattrError::ReadOnly(format!("{attr:?}")))
+            }
+        }
+        Ok(self.set_open_writer_options(ino, &opts).await?)
     }
 
     fn check_xattr_writable(&self) -> XattrResult<()> {

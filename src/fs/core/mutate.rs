@@ -16,7 +16,7 @@ use bytes::Bytes;
 use fuser::FileAttr;
 
 use super::{child_path, lock, FsCore, MAX_KEY_BYTES};
-use crate::cos::store::ObjectInfo;
+use crate::cos::store::{ObjectInfo, PutOptions};
 use crate::cos::ObjectStore;
 use crate::fs::attr::{Kind, PosixMeta, Stat};
 use crate::fs::dir::{self, MAX_NAME_BYTES};
@@ -162,17 +162,44 @@ impl<S: ObjectStore> FsCore<S> {
     /// Forget cached knowledge about `path` and everything under it.
     fn invalidate_tree(&self, path: &str) {
         self.invalidate_path(path);
+        self.forget_under(path);
+    }
+
+    /// Forget the cached listings of directory `path` and below, and lookups below it.
+    fn forget_under(&self, path: &str) {
         self.listings
             .remove_where(|p: &Arc<str>| &**p == path || is_under(p, path));
         self.lookups.remove_where(|p: &String| is_under(p, path));
     }
 
     /// `path` is gone: a later lookup answers ENOENT without asking COS (whose listings may
-    /// still show it for a while).
+    /// still show it for a while), and the parent's cached listing no longer shows it.
     fn note_removed(&self, path: &str) {
         self.inodes.unlink_path(path);
-        self.invalidate_path(path);
+        self.patch_parent_listing(path, None);
         self.lookups.insert(path.to_string(), None, 1);
+    }
+
+    /// `path` now is `kind` with `stat`: patch the parent's cached listing (when there is one)
+    /// rather than dropping it, so the next lookups in that directory, e.g. of the next file
+    /// `cp -r` creates, are still answered without a LIST.
+    fn note_present(&self, path: &str, kind: Kind, stat: Stat) {
+        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        self.lookups.remove(&path.to_string());
+        self.patch_parent_listing(path, Some(dir::DirEntry { name, kind, stat }));
+    }
+
+    fn patch_parent_listing(&self, path: &str, entry: Option<dir::DirEntry>) {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.listings
+            .update(&Arc::from(parent_of(path)), |listing| {
+                let patched = match entry {
+                    Some(e) => listing.with_entry(e),
+                    None => listing.without(name),
+                };
+                let weight = patched.entries.len();
+                (Arc::new(patched), weight)
+            });
     }
 
     fn writer(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
@@ -225,6 +252,36 @@ impl<S: ObjectStore> FsCore<S> {
         let node = self.node(writer.ino).ok()?;
         let size = writer.size.load(Ordering::SeqCst);
         Some((Kind::File, Stat { size, ..node.stat }))
+    }
+
+    /// A directory's listing plus the files being written in it that COS does not list yet
+    /// (created and not uploaded so far).
+    pub(super) fn with_files_being_written(
+        &self,
+        dir_path: &str,
+        listing: Arc<dir::Listing>,
+    ) -> Arc<dir::Listing> {
+        let extra: Vec<dir::DirEntry> = self
+            .writers_where(|w| !w.unlinked.load(Ordering::SeqCst))
+            .into_iter()
+            .filter_map(|w| {
+                let path = w.path();
+                if parent_of(&path) != dir_path {
+                    return None;
+                }
+                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                if listing.get(&name).is_some() {
+                    return None;
+                }
+                let (kind, stat) = self.lookup_while_writing(&path)?;
+                Some(dir::DirEntry { name, kind, stat })
+            })
+            .collect();
+        if extra.is_empty() {
+            listing
+        } else {
+            Arc::new(listing.with_extra(extra))
+        }
     }
 
     /// What a listing cannot tell, for a lookup: a small object may be a symlink (cosfs
@@ -316,7 +373,7 @@ impl<S: ObjectStore> FsCore<S> {
         let (ino, stat) = self.inodes.remember(&path, Kind::File, stat);
         self.inodes.set_stat(ino, stat.clone());
         let fh = self.register_writer(ino, &path, handle);
-        self.invalidate_path(&path);
+        self.note_present(&path, Kind::File, stat.clone());
         Ok((self.attr_of(ino, Kind::File, &stat), fh))
     }
 
@@ -434,8 +491,8 @@ impl<S: ObjectStore> FsCore<S> {
             mtime: handle.attrs().mtime,
             posix: Some(posix_of(&handle.attrs())),
         };
-        self.inodes.set_stat(writer.ino, stat);
-        self.invalidate_path(&path);
+        self.inodes.set_stat(writer.ino, stat.clone());
+        self.note_present(&path, Kind::File, stat);
         Ok(())
     }
 
@@ -450,6 +507,49 @@ impl<S: ObjectStore> FsCore<S> {
             tracing::error!(path = %writer.path(), "upload at release failed: {e}");
         }
         lock(&self.writers.open).remove(&fh);
+    }
+
+    /// Upload every file still open for writing, as close would (before an unmount on
+    /// SIGTERM, so nothing written before the signal is lost). Returns (uploaded, failed);
+    /// a failed file keeps its spool file (see [`WriteHandle`]'s drop) and is logged.
+    pub async fn upload_open_files(&self) -> (usize, usize) {
+        let (mut uploaded, mut failed) = (0, 0);
+        for writer in self.writers_where(|w| !w.unlinked.load(Ordering::Relaxed)) {
+            match self.upload(&writer).await {
+                Ok(()) => uploaded += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(path = %writer.path(), "upload before unmount failed: {e}");
+                }
+            }
+        }
+        (uploaded, failed)
+    }
+
+    /// What a file open for writing will be uploaded with (headers, user metadata with
+    /// cosmount's own mode/uid/gid/mtime, storage class, canned ACL), or `None` when no write
+    /// handle is open on `ino`. For xattrs, which must see and change the pending upload.
+    pub(crate) async fn open_writer_options(&self, ino: u64) -> Option<PutOptions> {
+        let writer = self.writers_where(|w| w.ino == ino).into_iter().next()?;
+        let handle = writer.handle.lock().await;
+        let mut opts = handle.carried().clone();
+        handle.attrs().store_in(&mut opts.meta);
+        Some(opts)
+    }
+
+    /// Make every write handle open on `ino` upload with `opts` (as given by
+    /// [`FsCore::open_writer_options`], changed); cosmount's own metadata keys in it are
+    /// replaced by the handle's current attributes at upload time.
+    pub(crate) async fn set_open_writer_options(
+        &self,
+        ino: u64,
+        opts: &PutOptions,
+    ) -> FsResult<()> {
+        for writer in self.writers_where(|w| w.ino == ino) {
+            let mut handle = writer.handle.lock().await;
+            handle.update_carried(|carried| *carried = opts.clone())?;
+        }
+        Ok(())
     }
 
     // ---- attributes ----
@@ -607,8 +707,17 @@ impl<S: ObjectStore> FsCore<S> {
             ..Stat::directory(now)
         };
         let (ino, stat) = self.inodes.remember(&path, Kind::Dir, stat);
-        // A directory of the same name may have existed: nothing cached under it is true now.
-        self.invalidate_tree(&path);
+        // Whatever was cached under this name (a directory removed before) is gone:
+        // rmdir and rename already dropped what was below it.
+        self.listings.remove(&Arc::from(path.as_str()));
+        self.note_present(&path, Kind::Dir, stat.clone());
+        // The lookup that preceded mkdir found nothing under this name, so the new directory
+        // is empty: knowing that spares a LIST for each name created in it next.
+        self.listings.insert(
+            Arc::from(path.as_str()),
+            Arc::new(dir::Listing::default()),
+            1,
+        );
         Ok(self.attr_of(ino, Kind::Dir, &stat))
     }
 
@@ -692,7 +801,8 @@ impl<S: ObjectStore> FsCore<S> {
             }),
         };
         let (ino, stat) = self.inodes.remember(&path, Kind::Symlink, stat);
-        self.invalidate_path(&path);
+        // Listings show a symlink as a file; the inode table keeps it a symlink.
+        self.note_present(&path, Kind::File, stat.clone());
         Ok(self.attr_of(ino, Kind::Symlink, &stat))
     }
 
@@ -951,6 +1061,11 @@ mod tests {
             f.store.get("a.bin").is_none(),
             "no placeholder before the upload"
         );
+        // Yet the directory shows it while it is being written.
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("a.bin", FileType::RegularFile)])
+        );
         f.core.write_file(fh, 0, &data).await.unwrap();
         assert_eq!(f.core.getattr(attr.ino.0).await.unwrap().size, 150_000);
         assert_eq!(
@@ -966,6 +1081,36 @@ mod tests {
             f.names(ROOT_INO).await,
             names(&[("a.bin", FileType::RegularFile)])
         );
+    }
+
+    /// What `cp -r` does: mkdir, then for each file a lookup that misses and a create. The
+    /// misses are answered from the (patched) listings: no LIST at all.
+    #[tokio::test]
+    async fn creating_a_tree_costs_no_listing() {
+        let f = fixture();
+        assert!(f.names(ROOT_INO).await.is_empty());
+        f.store.reset_requests();
+        assert_eq!(f.lookup(ROOT_INO, "copy").await.unwrap_err(), Errno::ENOENT);
+        let d = f
+            .core
+            .mkdir(ROOT_INO, OsStr::new("copy"), 0o755, 0o022, 1, 2)
+            .await
+            .unwrap()
+            .ino
+            .0;
+        for i in 0..20 {
+            let name = format!("f{i}");
+            assert_eq!(f.lookup(d, &name).await.unwrap_err(), Errno::ENOENT);
+            f.write_file(d, &name, name.as_bytes()).await;
+        }
+        assert_eq!(f.store.requests(StoreOp::ListObjects), 0);
+        assert_eq!(f.store.requests(StoreOp::PutObject), 21);
+        assert_eq!(f.names(d).await.len(), 20);
+        assert_eq!(
+            f.names(ROOT_INO).await,
+            names(&[("copy", FileType::Directory)])
+        );
+        assert_eq!(f.store.requests(StoreOp::ListObjects), 0);
     }
 
     #[tokio::test]
