@@ -107,6 +107,24 @@ fn counters_move_as_files_are_read_and_unmount_logs_a_summary() {
     assert!(delta("cosmount_metadata_cache_hits_total") >= 1.0);
     assert_eq!(get(&after, "cosmount_uploads_in_flight"), 0.0);
 
+    // Writing counts the upload.
+    std::fs::write(env.path("dir/written.bin"), pattern(100_000, 2)).unwrap();
+    let written = scrape(addr);
+    assert!(
+        get(&written, "cosmount_cos_bytes_uploaded_total")
+            - get(&after, "cosmount_cos_bytes_uploaded_total")
+            >= 100_000.0
+    );
+    assert!(
+        sum(&written, "cosmount_cos_requests_total", "api=\"PutObject\"") >= 1.0,
+        "{written:?}"
+    );
+    assert_eq!(
+        get(&written, "cosmount_spool_bytes"),
+        0.0,
+        "spool freed at close"
+    );
+
     // An unknown path is a 404, not the metrics.
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /other HTTP/1.0\r\n\r\n").unwrap();

@@ -168,3 +168,57 @@ fn bad_arguments_and_credentials_fail_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A writer killed in the middle of a big file leaves its multipart upload behind; the CLI
+/// finds it and cleans it up.
+#[test]
+fn uploads_left_by_a_killed_mount_are_found_and_aborted() {
+    use std::io::Write;
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    std::fs::create_dir(env.path("big")).unwrap();
+    let mut f = std::fs::File::create(env.path("big/interrupted.bin")).unwrap();
+    // Several parts' worth: the first parts stream up while the file is still open.
+    let chunk = pattern(1 << 20, 1);
+    for _ in 0..20 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.write_all(&chunk[..1000]).unwrap();
+    // Wait (bounded) until the upload exists on the server, then kill the mount outright.
+    // Polled in-process: spawning a command would fork this process, and the copy of the
+    // open file's descriptor closed at exec makes the kernel send a flush, which would
+    // complete the upload.
+    let client = env.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let page = env
+            .rt
+            .block_on(client.list_multipart_uploads(&Default::default()))
+            .unwrap();
+        if !page.uploads.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child = env.mount_process().expect("foreground cosmount");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(f);
+    env.unmount();
+
+    let left = listed(&env, &[]);
+    assert_eq!(
+        left.len(),
+        1,
+        "{left:?}; requests: {}",
+        std::fs::read_to_string(&env.access_log).unwrap_or_default()
+    );
+    assert_eq!(left[0].0, "big/interrupted.bin");
+    let out = uploads(&env, &["abort", BUCKET, "--older-than", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listed(&env, &[]).is_empty());
+}

@@ -1166,6 +1166,38 @@ mod tests {
     }
 
     #[test]
+    fn requests_are_counted_under_their_cos_api_name() {
+        let obj = |m: Method| CosRequest::new(m, Some("k"));
+        assert_eq!(api_name(&obj(Method::GET)), "GetObject");
+        assert_eq!(api_name(&obj(Method::HEAD)), "HeadObject");
+        assert_eq!(api_name(&obj(Method::PUT)), "PutObject");
+        assert_eq!(
+            api_name(&obj(Method::PUT).header("x-cos-copy-source", "b/k")),
+            "CopyObject"
+        );
+        assert_eq!(
+            api_name(
+                &obj(Method::PUT)
+                    .query("partNumber", "1")
+                    .query("uploadId", "u")
+            ),
+            "UploadPart"
+        );
+        assert_eq!(
+            api_name(&obj(Method::POST).query("uploadId", "u")),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(api_name(&obj(Method::GET).query("acl", "")), "GetObjectACL");
+        let bucket = |m: Method| CosRequest::new(m, None);
+        assert_eq!(api_name(&bucket(Method::GET)), "ListObjects");
+        assert_eq!(api_name(&bucket(Method::HEAD)), "HeadBucket");
+        assert_eq!(
+            api_name(&bucket(Method::GET).query("uploads", "")),
+            "ListMultipartUploads"
+        );
+    }
+
+    #[test]
     fn query_wire_encoding() {
         let q = vec![
             ("uploads".to_string(), String::new()),

@@ -41,8 +41,9 @@ pub const MAX_WINDOW: u64 = 64 * 1024 * 1024;
 pub const MAX_RUN: u64 = 8 * 1024 * 1024;
 /// Smallest prefetch GET (per-request overhead dominates below this).
 const MIN_RUN: u64 = 1024 * 1024;
-/// Distance from the expected offset still counted as sequential (kernel readahead reorders).
-pub const SEQUENTIAL_SLACK: u64 = 2 * 1024 * 1024;
+/// Distance from the expected offset still counted as sequential: the kernel sends its readahead
+/// window (`read_ahead_kb`, 4 MiB by default) as concurrent requests that may arrive out of order.
+pub const SEQUENTIAL_SLACK: u64 = 8 * 1024 * 1024;
 
 type RunData = Shared<BoxFuture<'static, Result<Bytes, Arc<FsError>>>>;
 
@@ -123,29 +124,35 @@ impl ReadHandle {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let pieces = self.plan(store, cache, offset, end);
-        if let [Piece::Ready(b)] = pieces.as_slice() {
-            return Ok(b.clone());
+        let mut pieces = self.plan(store, cache, offset, end);
+        // The common case, a read inside one block or one run, needs no copy.
+        if pieces.len() == 1 {
+            if let Some(piece) = pieces.pop() {
+                return self.resolve(piece).await;
+            }
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for piece in pieces {
-            match piece {
-                Piece::Ready(b) => out.extend_from_slice(&b),
-                Piece::Pending {
-                    data,
-                    run_start,
-                    from,
-                    to,
-                } => {
-                    let bytes = data.await.map_err(FsError::Shared)?;
-                    let slice = bytes
-                        .get((from - run_start) as usize..(to - run_start) as usize)
-                        .ok_or_else(|| self.short_read(from, to - from, bytes.len() as u64))?;
-                    out.extend_from_slice(slice);
-                }
-            }
+            out.extend_from_slice(&self.resolve(piece).await?);
         }
         Ok(out.freeze())
+    }
+
+    /// The bytes of one piece, waiting for its GET if needed.
+    async fn resolve(&self, piece: Piece) -> FsResult<Bytes> {
+        match piece {
+            Piece::Ready(b) => Ok(b),
+            Piece::Pending {
+                data,
+                run_start,
+                from,
+                to,
+            } => {
+                let bytes = data.await.map_err(FsError::Shared)?;
+                slice_of(&bytes, from - run_start, to - run_start)
+                    .ok_or_else(|| self.short_read(from, to - from, bytes.len() as u64))
+            }
+        }
     }
 
     fn short_read(&self, offset: u64, wanted: u64, got: u64) -> FsError {
