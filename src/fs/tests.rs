@@ -301,3 +301,28 @@ async fn mount_prefix_maps_the_root() {
         Errno::ENOENT
     );
 }
+
+/// The kernel sends its readahead window as concurrent requests that may arrive out of order;
+/// that must not count as seeking (which would drop the prefetch window and refetch).
+#[tokio::test]
+async fn reordered_readahead_keeps_the_prefetch_window() {
+    const MIB: u64 = 1 << 20;
+    let data = pattern(32 << 20, 5);
+    let (store, core) = setup(&[("obj", data.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+    let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+    store.reset_requests();
+    // 1 MiB requests, each group of four arriving as 0, 3, 1, 2.
+    for group in 0..8u64 {
+        for i in [0u64, 3, 1, 2] {
+            let off = (group * 4 + i) * MIB;
+            let got = core.read(fh, off, MIB as u32).await.unwrap();
+            assert_eq!(&got[..], &data[off as usize..(off + MIB) as usize]);
+        }
+    }
+    let gets = store.requests(StoreOp::GetRange);
+    assert!(
+        gets <= 16,
+        "{gets} GETs for 32 MiB read with reordered readahead"
+    );
+}
