@@ -6,15 +6,18 @@
 //! children, so no test leaves a mount or a server behind.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cosmount::cos::store::PutOptions;
 use cosmount::cos::{Client, ClientConfig, Credentials, ObjectStore};
+
+mod cos_local;
+use cos_local::{CosLocalArgs, CosLocalProcess};
 
 pub const BUCKET: &str = "test-1250000000";
 pub const SECRET_ID: &str = "AKIDTESTHARNESS";
@@ -24,40 +27,6 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn cosmount_bin() -> &'static str {
     env!("CARGO_BIN_EXE_cosmount")
-}
-
-/// target/debug (or the profile in use): the test executable lives in its `deps/`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-/// cos-local is another package of the workspace, so cargo does not build it for our tests;
-/// build it once if it is missing.
-fn cos_local_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let bin = target_dir().join("cos-local");
-    BUILD.call_once(|| {
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "cos-local"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status();
-            assert!(
-                matches!(status, Ok(s) if s.success()),
-                "cos-local is not built and `cargo build -p cos-local` failed; build it first"
-            );
-        }
-    });
-    assert!(
-        bin.exists(),
-        "cos-local binary missing at {}: run `cargo build -p cos-local`",
-        bin.display()
-    );
-    bin
 }
 
 /// Access-log counts by request kind (cos-local writes `TIME METHOD TARGET STATUS ...`).
@@ -75,7 +44,7 @@ pub struct TestEnv {
     pub mnt: PathBuf,
     pub access_log: PathBuf,
     pub rt: tokio::runtime::Runtime,
-    cos_local: Child,
+    cos_local: CosLocalProcess,
     mount: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -88,35 +57,25 @@ impl TestEnv {
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir_all(&mnt).expect("mountpoint");
         let access_log = tmp.path().join("access.log");
-        let mut child = Command::new(cos_local_bin())
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--bucket", BUCKET])
-            .arg("--credentials")
-            .arg(format!("{SECRET_ID}:{SECRET_KEY}"))
-            .arg("--access-log")
-            .arg(&access_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn cos-local");
-        let stdout = child.stdout.take().expect("cos-local stdout");
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let Some(addr) = line.trim().strip_prefix("cos-local listening on ") else {
-            let _ = child.kill();
-            panic!("cos-local did not report its address (got {line:?})");
-        };
+        let cos_local = CosLocalProcess::start(
+            &CosLocalArgs {
+                data_dir: &data,
+                bucket: BUCKET,
+                secret_id: SECRET_ID,
+                secret_key: SECRET_KEY,
+            },
+            [OsStr::new("--access-log"), access_log.as_os_str()],
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("runtime");
         TestEnv {
-            endpoint: addr.to_string(),
+            endpoint: cos_local.endpoint.clone(),
             mnt: std::fs::canonicalize(&mnt).expect("canonical mountpoint"),
             access_log,
             rt,
-            cos_local: child,
+            cos_local,
             mount: None,
             _tmp: tmp,
         }
@@ -271,8 +230,7 @@ impl TestEnv {
 
     /// Stop cos-local now, leaving the mount up: later requests fail as if COS were gone.
     pub fn stop_cos_local(&mut self) {
-        let _ = self.cos_local.kill();
-        let _ = self.cos_local.wait();
+        self.cos_local.stop();
     }
 
     /// The foreground cosmount process, for signal tests.
@@ -290,8 +248,7 @@ impl Drop for TestEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = self.cos_local.kill();
-        let _ = self.cos_local.wait();
+        self.cos_local.stop();
     }
 }
 

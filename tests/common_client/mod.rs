@@ -6,6 +6,9 @@
 #![allow(dead_code)]
 
 pub mod cos_local;
+// The cos-local starter is shared with the mount harness.
+#[path = "../common/cos_local.rs"]
+mod cos_local_process;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
