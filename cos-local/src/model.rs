@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The grantee group that means "everyone, signed or not".
-pub const ALL_USERS_URI: &str = "http://cam.qcloud.com/groups/global/AllUsers";
+use cosmount::cos::acl::ALL_USERS_URI;
 
 /// An access control list: a canned ACL plus explicit grants (`x-cos-grant-*` or an XML body).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

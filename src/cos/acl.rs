@@ -11,6 +11,29 @@ use super::error::Result;
 use super::store::AclInfo;
 use super::xml::{self, text};
 
+/// Canned ACLs an object accepts in `x-cos-acl` (`default`: inherit the bucket's).
+pub const OBJECT_CANNED_ACLS: [&str; 6] = [
+    "default",
+    "private",
+    "public-read",
+    "authenticated-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
+/// Canned ACLs a bucket accepts in `x-cos-acl`.
+pub const BUCKET_CANNED_ACLS: [&str; 4] = [
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+];
+/// The permissions a grant may give.
+pub const PERMISSIONS: [&str; 5] = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"];
+/// The grantee group that means "everyone, signed or not".
+pub const ALL_USERS_URI: &str = "http://cam.qcloud.com/groups/global/AllUsers";
+/// The grantee group that means "any signed request".
+pub const AUTHENTICATED_USERS_URI: &str = "http://cam.qcloud.com/groups/global/AuthenticatedUsers";
+
 /// Who a grant is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grantee {

@@ -25,6 +25,18 @@ use super::store::{
 };
 use super::xml::{self, parse_xml_time, unquote_etag};
 
+/// Object storage classes COS knows (cos-protocol.md §4.5), as `x-cos-storage-class` spells them.
+pub const STORAGE_CLASSES: [&str; 8] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "ARCHIVE",
+    "DEEP_ARCHIVE",
+    "INTELLIGENT_TIERING",
+    "MAZ_STANDARD",
+    "MAZ_STANDARD_IA",
+    "MAZ_INTELLIGENT_TIERING",
+];
+
 /// DELETE Multiple Objects takes at most this many keys per request.
 pub const MAX_DELETE_KEYS: usize = 1000;
 

@@ -35,7 +35,11 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use fuser::Errno;
 
-use crate::cos::acl::{AclUpdate, Grant, GrantHeaders, Grantee};
+use crate::cos::acl::{
+    AclUpdate, Grant, GrantHeaders, Grantee, ALL_USERS_URI, AUTHENTICATED_USERS_URI,
+    BUCKET_CANNED_ACLS, OBJECT_CANNED_ACLS,
+};
+use crate::cos::object::STORAGE_CLASSES;
 use crate::cos::store::{AclInfo, CopyParams, MetadataDirective, ObjectInfo, PutOptions};
 use crate::cos::{CosError, ObjectStore};
 
@@ -59,34 +63,6 @@ const RESERVED_META: [&str; 4] = ["mode", "uid", "gid", "mtime"];
 pub const MAX_USER_METADATA: usize = 2048;
 /// Prefix of a value stored base64-encoded because it is not header-safe as it is.
 pub const ENCODED_MARKER: &str = "base64:";
-
-/// Object storage classes COS knows (cos-protocol.md §4.5).
-pub const STORAGE_CLASSES: [&str; 8] = [
-    "STANDARD",
-    "STANDARD_IA",
-    "ARCHIVE",
-    "DEEP_ARCHIVE",
-    "INTELLIGENT_TIERING",
-    "MAZ_STANDARD",
-    "MAZ_STANDARD_IA",
-    "MAZ_INTELLIGENT_TIERING",
-];
-const OBJECT_CANNED: [&str; 6] = [
-    "default",
-    "private",
-    "public-read",
-    "authenticated-read",
-    "bucket-owner-read",
-    "bucket-owner-full-control",
-];
-const BUCKET_CANNED: [&str; 4] = [
-    "private",
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-];
-const ALL_USERS: &str = "http://cam.qcloud.com/groups/global/AllUsers";
-const AUTHENTICATED_USERS: &str = "http://cam.qcloud.com/groups/global/AuthenticatedUsers";
 
 /// Why an xattr operation failed; [`XattrError::errno`] is the one place picking the errno.
 #[derive(Debug, thiserror::Error)]
@@ -312,9 +288,9 @@ fn is_group(g: &Grant, uri: &str, permission: &str) -> bool {
 /// `private` alike (only the owner's grant), so without the header that shows as `private`.
 pub fn canned_of(info: &AclInfo, object: bool) -> Option<String> {
     let allowed: &[&str] = if object {
-        &OBJECT_CANNED
+        &OBJECT_CANNED_ACLS
     } else {
-        &BUCKET_CANNED
+        &BUCKET_CANNED_ACLS
     };
     let extra = extra_grants(info);
     if let Some(c) = info.canned.as_deref() {
@@ -334,9 +310,13 @@ pub fn canned_of(info: &AclInfo, object: bool) -> Option<String> {
     }
     match extra.as_slice() {
         [] => Some("private".into()),
-        [g] if is_group(g, ALL_USERS, "READ") => Some("public-read".into()),
-        [g] if is_group(g, AUTHENTICATED_USERS, "READ") => Some("authenticated-read".into()),
-        [a, b] if !object && is_group(a, ALL_USERS, "READ") && is_group(b, ALL_USERS, "WRITE") => {
+        [g] if is_group(g, ALL_USERS_URI, "READ") => Some("public-read".into()),
+        [g] if is_group(g, AUTHENTICATED_USERS_URI, "READ") => Some("authenticated-read".into()),
+        [a, b]
+            if !object
+                && is_group(a, ALL_USERS_URI, "READ")
+                && is_group(b, ALL_USERS_URI, "WRITE") =>
+        {
             Some("public-read-write".into())
         }
         _ => None,
@@ -369,9 +349,9 @@ pub fn parse_acl(value: &[u8], object: bool) -> XattrResult<AclUpdate> {
     let invalid = |why: String| XattrError::Invalid(format!("user.cos.acl: {why}"));
     let text = std::str::from_utf8(value).map_err(|_| invalid("not UTF-8".into()))?;
     let canned_names: &[&str] = if object {
-        &OBJECT_CANNED
+        &OBJECT_CANNED_ACLS
     } else {
-        &BUCKET_CANNED
+        &BUCKET_CANNED_ACLS
     };
     let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     if canned_names.contains(&text) {
@@ -901,7 +881,7 @@ mod tests {
     fn acl_shows_canned_names_or_grant_lines() {
         let public = Grant {
             grantee: Grantee::Group {
-                uri: ALL_USERS.into(),
+                uri: ALL_USERS_URI.into(),
             },
             permission: "READ".into(),
         };

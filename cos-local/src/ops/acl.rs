@@ -4,29 +4,16 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use cosmount::cos::acl::{ALL_USERS_URI, BUCKET_CANNED_ACLS, OBJECT_CANNED_ACLS, PERMISSIONS};
 use hyper::{Response, StatusCode};
 
 use super::{authorize, empty, owner_uin, xml_response, Access, MAX_XML_BODY};
 use crate::error::{CosErr, OpResult};
-use crate::model::{Acl, Grant, Grantee, ALL_USERS_URI};
+use crate::model::{Acl, Grant, Grantee};
 use crate::server::Ctx;
 use crate::store::Bucket;
 use crate::xml::{self, Xml};
 
-const OBJECT_CANNED: [&str; 6] = [
-    "default",
-    "private",
-    "public-read",
-    "authenticated-read",
-    "bucket-owner-read",
-    "bucket-owner-full-control",
-];
-const BUCKET_CANNED: [&str; 4] = [
-    "private",
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-];
 const GRANT_HEADERS: [(&str, &str); 5] = [
     ("x-cos-grant-read", "READ"),
     ("x-cos-grant-write", "WRITE"),
@@ -34,7 +21,6 @@ const GRANT_HEADERS: [(&str, &str); 5] = [
     ("x-cos-grant-write-acp", "WRITE_ACP"),
     ("x-cos-grant-full-control", "FULL_CONTROL"),
 ];
-const PERMISSIONS: [&str; 5] = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"];
 
 /// Parse `id="qcs::cam::uin/1:uin/1",uri="http://..."` into grantees.
 fn parse_grantees(value: &str) -> OpResult<Vec<Grantee>> {
@@ -63,9 +49,9 @@ pub fn acl_from_headers(ctx: &Ctx, object: bool) -> OpResult<Option<Acl>> {
     if let Some(canned) = ctx.header("x-cos-acl") {
         let canned = canned.trim();
         let allowed: &[&str] = if object {
-            &OBJECT_CANNED
+            &OBJECT_CANNED_ACLS
         } else {
-            &BUCKET_CANNED
+            &BUCKET_CANNED_ACLS
         };
         if !allowed.contains(&canned) {
             return Err(CosErr::invalid_argument(format!(

@@ -11,6 +11,7 @@ pub mod object;
 use std::sync::Arc;
 
 use axum::body::Body;
+use cosmount::cos::object::STORAGE_CLASSES;
 use hyper::{Method, Response, StatusCode};
 
 use crate::auth::Caller;
@@ -33,17 +34,6 @@ pub const CONTENT_HEADERS: [&str; 5] = [
     "content-disposition",
     "content-encoding",
     "expires",
-];
-
-const STORAGE_CLASSES: [&str; 8] = [
-    "STANDARD",
-    "STANDARD_IA",
-    "ARCHIVE",
-    "DEEP_ARCHIVE",
-    "INTELLIGENT_TIERING",
-    "MAZ_STANDARD",
-    "MAZ_STANDARD_IA",
-    "MAZ_INTELLIGENT_TIERING",
 ];
 
 /// Bucket names: lowercase letters, digits and `-`, not at either end, at most 63 bytes
