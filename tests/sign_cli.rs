@@ -1,18 +1,11 @@
 //! `cosmount sign` reproduces every SDK vector byte for byte, and `cosmount presign` the
 //! Python SDK's presigned URL; both fail clearly without credentials.
 
+mod sign_vectors_data;
+
 use std::process::Command;
 
-use serde_json::Value;
-
-fn vectors() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/cos-sign-vectors.json"
-    ))
-    .expect("read vectors");
-    serde_json::from_str(&text).expect("parse vectors")
-}
+use sign_vectors_data::{pairs, vectors};
 
 fn cosmount() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cosmount"));
@@ -22,16 +15,6 @@ fn cosmount() -> Command {
         .env("COS_SECRET_ID", "AKIDEXAMPLE")
         .env("COS_SECRET_KEY", "SECRETEXAMPLE");
     cmd
-}
-
-fn pairs(v: &Value) -> Vec<(String, String)> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

@@ -1,27 +1,10 @@
 //! The signer reproduces every vector made by the official COS SDKs (testdata/cos-sign-vectors.json,
 //! copied from shared/vectors): intermediates, signature and the whole Authorization value.
 
+mod sign_vectors_data;
+
 use cosmount::cos::sign::{sign, KeyTime, SignRequest};
-use serde_json::Value;
-
-fn vectors() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/cos-sign-vectors.json"
-    ))
-    .expect("read vectors");
-    serde_json::from_str(&text).expect("parse vectors")
-}
-
-fn pairs(v: &Value) -> Vec<(String, String)> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use sign_vectors_data::{pairs, vectors};
 
 #[test]
 fn every_sdk_vector_is_reproduced() {
