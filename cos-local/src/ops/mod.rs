@@ -222,53 +222,60 @@ pub fn storage_class_from_request(ctx: &Ctx) -> OpResult<String> {
     }
 }
 
-/// Check an optional `Content-MD5` against the received body.
-pub fn check_content_md5(ctx: &Ctx, actual: &[u8; 16]) -> OpResult<()> {
+/// The request's `Content-MD5` digest: None without the header, InvalidDigest when it is not
+/// base64 of 16 bytes.
+fn given_content_md5(ctx: &Ctx) -> OpResult<Option<Vec<u8>>> {
     use base64::Engine;
     let Some(given) = ctx.headers.get("content-md5") else {
-        return Ok(());
+        return Ok(None);
     };
-    let decoded = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(given.as_bytes())
         .ok()
         .filter(|d| d.len() == 16)
+        .map(Some)
         .ok_or_else(|| {
             CosErr::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidDigest",
                 "The Content-MD5 you specified is not valid.",
             )
-        })?;
-    if decoded.as_slice() != actual {
-        return Err(CosErr::new(
+        })
+}
+
+/// Check an optional `Content-MD5` against the received body.
+pub fn check_content_md5(ctx: &Ctx, actual: &[u8; 16]) -> OpResult<()> {
+    match given_content_md5(ctx)? {
+        Some(given) if given.as_slice() != actual => Err(CosErr::new(
             StatusCode::BAD_REQUEST,
             "BadDigest",
             "The Content-MD5 you specified did not match what we received.",
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A Content-MD5 header that cannot be right is refused before the body is read.
 pub fn precheck_content_md5(ctx: &Ctx) -> OpResult<()> {
-    use base64::Engine;
-    if let Some(given) = ctx.headers.get("content-md5") {
-        let ok = base64::engine::general_purpose::STANDARD
-            .decode(given.as_bytes())
-            .is_ok_and(|d| d.len() == 16);
-        if !ok {
-            return Err(CosErr::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidDigest",
-                "The Content-MD5 you specified is not valid.",
-            ));
-        }
-    }
-    Ok(())
+    given_content_md5(ctx).map(|_| ())
+}
+
+/// Receive the request body (an object or a part) into a temp file, at most
+/// [`MAX_OBJECT_BYTES`], and check it against the request's `Content-MD5`.
+pub async fn receive_body(ctx: &mut Ctx) -> OpResult<crate::store::TempData> {
+    let body = ctx.take_body();
+    let temp = ctx
+        .app
+        .store
+        .receive(body, MAX_OBJECT_BYTES)
+        .await
+        .map_err(receive_error)?;
+    check_content_md5(ctx, &temp.md5)?;
+    Ok(temp)
 }
 
 /// Map a body-receiving failure to its COS error.
-pub fn receive_error(e: crate::store::ReceiveError) -> CosErr {
+fn receive_error(e: crate::store::ReceiveError) -> CosErr {
     match e {
         crate::store::ReceiveError::Body(_) => CosErr::new(
             StatusCode::BAD_REQUEST,

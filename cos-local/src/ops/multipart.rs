@@ -7,9 +7,8 @@ use axum::body::Body;
 use hyper::{Response, StatusCode};
 
 use super::{
-    attrs_from_request, authorize, check_content_md5, empty, iso_date, owner_uin,
-    precheck_content_md5, receive_error, set_header, unquote, url_encode_key, xml_response, Access,
-    MAX_OBJECT_BYTES, MAX_XML_BODY,
+    attrs_from_request, authorize, empty, iso_date, owner_uin, precheck_content_md5, receive_body,
+    set_header, unquote, url_encode_key, xml_response, Access, MAX_XML_BODY,
 };
 use crate::error::{CosErr, OpResult};
 use crate::server::Ctx;
@@ -56,14 +55,7 @@ pub async fn upload_part(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Respon
         .upload(&ctx.key, &id)
         .ok_or_else(CosErr::no_such_upload)?;
     precheck_content_md5(ctx)?;
-    let body = ctx.take_body();
-    let temp = ctx
-        .app
-        .store
-        .receive(body, MAX_OBJECT_BYTES)
-        .await
-        .map_err(receive_error)?;
-    check_content_md5(ctx, &temp.md5)?;
+    let temp = receive_body(ctx).await?;
     let part = bucket
         .put_part(&id, number, temp)?
         .ok_or_else(CosErr::no_such_upload)?;

@@ -7,9 +7,8 @@ use hyper::{Response, StatusCode};
 use tokio_util::io::ReaderStream;
 
 use super::{
-    attrs_from_request, authorize, check_content_md5, empty, http_date, iso_date_secs,
-    precheck_content_md5, receive_error, set_header, storage_class_from_request, unquote, Access,
-    MAX_OBJECT_BYTES,
+    attrs_from_request, authorize, empty, http_date, iso_date_secs, precheck_content_md5,
+    receive_body, set_header, storage_class_from_request, unquote, Access,
 };
 use crate::error::{CosErr, OpResult};
 use crate::model::{Acl, ObjectAttrs, ObjectMeta};
@@ -34,14 +33,7 @@ pub async fn put_object(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Respons
     authorize(ctx, bucket, Access::Write)?;
     precheck_content_md5(ctx)?;
     let attrs = attrs_from_request(ctx)?;
-    let body = ctx.take_body();
-    let temp = ctx
-        .app
-        .store
-        .receive(body, MAX_OBJECT_BYTES)
-        .await
-        .map_err(receive_error)?;
-    check_content_md5(ctx, &temp.md5)?;
+    let temp = receive_body(ctx).await?;
     let etag = temp.md5_hex();
     let crc = temp.crc64;
     let meta = bucket.commit(&ctx.key, temp, etag, Some(crc), attrs)?;
