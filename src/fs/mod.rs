@@ -214,7 +214,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         // close(2) returns this: a handle open for writing uploads here and reports the real
         // result (read handles have nothing to flush).
         self.spawn(move |core| async move {
-            match core.flush_file(fh.0).await {
+            match core.close_file(fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => fail("flush", e, reply),
             }

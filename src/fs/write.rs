@@ -524,6 +524,19 @@ impl<S: ObjectStore> WriteHandle<S> {
         }
     }
 
+    /// After a successful upload, free the spool's disk space (the object in COS now holds
+    /// every byte; later reads or writes fetch what they need again). For close(2), where the
+    /// handle is usually about to go away; fsync keeps the local copy.
+    pub fn drop_local_copy(&mut self) {
+        if !matches!(self.phase, Phase::Completed(_)) || self.is_dirty() {
+            return;
+        }
+        match self.spool.set_len(0) {
+            Ok(()) => self.present = RangeSet::new(),
+            Err(e) => tracing::debug!(key = %self.key, "could not shrink the spool file: {e}"),
+        }
+    }
+
     /// Forget the changes: the file was deleted while open, nothing is to be uploaded (the
     /// spool file goes away with the handle).
     pub fn discard(&mut self) {
@@ -1580,6 +1593,29 @@ mod tests {
         // The two untouched full parts were copied, not sent again.
         assert_eq!(f.store.requests(StoreOp::UploadPartCopy), 2);
         assert_eq!(f.store.requests(StoreOp::UploadPart), 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_local_copy_after_an_upload_frees_disk_and_refetches() {
+        let f = Fixture::new();
+        let mut h = f.create("d");
+        let first = pattern((2 * PART + 100) as usize, 4);
+        write_in_chunks(&mut h, &first, 9000).await;
+        h.flush().await.unwrap();
+        h.drop_local_copy();
+        let spool = h.spool_path();
+        assert_eq!(
+            std::fs::metadata(&spool).unwrap().len(),
+            0,
+            "disk space freed"
+        );
+        // The handle still works: reads and a write in the middle fetch what they need.
+        assert_eq!(h.read_at(0, 50).await.unwrap(), first[..50]);
+        h.write_at(PART + 5, b"mid").await.unwrap();
+        h.close().await.unwrap();
+        let mut expected = first;
+        expected[(PART + 5) as usize..(PART + 8) as usize].copy_from_slice(b"mid");
+        assert_eq!(f.store.get("d").unwrap(), expected);
     }
 
     #[tokio::test]

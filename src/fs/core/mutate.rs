@@ -460,7 +460,8 @@ impl<S: ObjectStore> FsCore<S> {
         )
     }
 
-    /// flush (each close(2)) and fsync: upload what was written; the real result is returned.
+    /// fsync (and the upload half of close): upload what was written; the real result is
+    /// returned.
     pub async fn flush_file(&self, fh: u64) -> FsResult<()> {
         let Some(writer) = self.writer(fh) else {
             return if self.has_file_handle(fh) {
@@ -470,6 +471,16 @@ impl<S: ObjectStore> FsCore<S> {
             };
         };
         self.upload(&writer).await
+    }
+
+    /// flush as close(2) sends it: upload, then free the spool's disk space at once (the
+    /// handle's release follows; close returns before it).
+    pub async fn close_file(&self, fh: u64) -> FsResult<()> {
+        self.flush_file(fh).await?;
+        if let Some(writer) = self.writer(fh) {
+            writer.handle.lock().await.drop_local_copy();
+        }
+        Ok(())
     }
 
     async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
