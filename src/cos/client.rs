@@ -827,12 +827,7 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            let retryable = match &outcome {
-                CosError::Network { .. } => true,
-                CosError::Service(s) => retry::is_retryable_service_error(s),
-                _ => false,
-            };
-            if !retryable || attempt >= policy.max_attempts {
+            if !retry::is_transient(&outcome) || attempt >= policy.max_attempts {
                 tracing::debug!(method = %req.method, key = ?req.key, attempt, error = %outcome, "COS request failed");
                 return Err(outcome);
             }

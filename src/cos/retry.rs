@@ -73,7 +73,7 @@ pub fn is_clock_skew(e: &ServiceError) -> bool {
         || (e.code == "AccessDenied" && e.message.to_ascii_lowercase().contains("expired"))
 }
 
-/// Whether a final error is one a retry could have fixed (for callers that keep their own loop).
+/// Whether an error is one a retry could fix: a network failure or a retryable service error.
 pub fn is_transient(e: &CosError) -> bool {
     match e {
         CosError::Network { .. } => true,
