@@ -92,13 +92,6 @@ impl CosErr {
             "The specified method is not allowed against this resource.",
         )
     }
-    pub fn not_implemented(what: &str) -> CosErr {
-        Self::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            format!("cos-local does not implement {what}."),
-        )
-    }
     pub fn internal(message: impl Into<String>) -> CosErr {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }
