@@ -11,6 +11,23 @@ fn start() -> (tempfile::TempDir, ServerProcess) {
     (dir, server)
 }
 
+/// An anonymous CORS preflight for `doc` from `http://a.example.com`, asking for `method`.
+async fn preflight(c: &Client, method: &str) -> common::Resp {
+    c.send_full(
+        "OPTIONS",
+        BUCKET,
+        "doc",
+        &[],
+        &[
+            ("Origin", "http://a.example.com"),
+            ("Access-Control-Request-Method", method),
+        ],
+        vec![],
+        false,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn put_get_head_delete_keep_bytes_and_metadata() {
     let (_dir, server) = start();
@@ -823,40 +840,14 @@ async fn buckets_acl_cors_and_delete_multiple() {
         got.element("AllowedOrigin").as_deref(),
         Some("http://*.example.com")
     );
-    let pre = c
-        .send_full(
-            "OPTIONS",
-            BUCKET,
-            "doc",
-            &[],
-            &[
-                ("Origin", "http://a.example.com"),
-                ("Access-Control-Request-Method", "GET"),
-            ],
-            vec![],
-            false,
-        )
-        .await;
+    let pre = preflight(&c, "GET").await;
     assert_eq!(pre.status, 200);
     assert_eq!(
         pre.header("access-control-allow-origin").as_deref(),
         Some("http://a.example.com")
     );
     assert_eq!(pre.header("access-control-max-age").as_deref(), Some("60"));
-    let refused = c
-        .send_full(
-            "OPTIONS",
-            BUCKET,
-            "doc",
-            &[],
-            &[
-                ("Origin", "http://a.example.com"),
-                ("Access-Control-Request-Method", "PUT"),
-            ],
-            vec![],
-            false,
-        )
-        .await;
+    let refused = preflight(&c, "PUT").await;
     assert_eq!(refused.status, 403);
     assert_eq!(
         c.send("DELETE", "", &[("cors", "")], &[], vec![])
