@@ -17,6 +17,17 @@ fn cosmount() -> Command {
     cmd
 }
 
+/// Run `cmd`, which must succeed (`what` and its stderr say why not), and return its stdout.
+fn success_stdout(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().expect("run cosmount");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 #[test]
 fn sign_reproduces_every_sdk_vector() {
     let all = vectors();
@@ -48,26 +59,17 @@ fn sign_reproduces_every_sdk_vector() {
         if let Some(host) = v["host_signed"].as_str() {
             cmd.arg("--header").arg(format!("Host: {host}"));
         }
-        let out = cmd.output().expect("run cosmount sign");
-        assert!(
-            out.status.success(),
-            "{id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = success_stdout(&mut cmd, id);
         let expected = format!("{}\n", v["authorization"].as_str().unwrap());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            expected,
-            "vector {id}"
-        );
+        assert_eq!(out, expected, "vector {id}");
     }
 }
 
 #[test]
 fn sign_method_is_case_insensitive_and_params_may_be_bare() {
     let run = |method: &str| {
-        let out = cosmount()
-            .args(["sign", "--method", method, "--key", "exampleobject"])
+        let mut cmd = cosmount();
+        cmd.args(["sign", "--method", method, "--key", "exampleobject"])
             .args([
                 "--param",
                 "acl",
@@ -79,11 +81,8 @@ fn sign_method_is_case_insensitive_and_params_may_be_bare() {
             .args([
                 "--header",
                 "Host: examplebucket-1250000000.cos.ap-guangzhou.myqcloud.com",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
+            ]);
+        success_stdout(&mut cmd, method)
     };
     let upper = run("GET");
     assert_eq!(upper, run("get"));
@@ -124,13 +123,11 @@ fn sign_default_window_is_now_minus_60_to_now_plus_expires() {
             .as_secs() as i64
     };
     let before = now();
-    let out = cosmount()
-        .args(["sign", "--key", "a", "--expires", "100"])
-        .output()
-        .unwrap();
+    let auth = success_stdout(
+        cosmount().args(["sign", "--key", "a", "--expires", "100"]),
+        "sign",
+    );
     let after = now();
-    assert!(out.status.success());
-    let auth = String::from_utf8(out.stdout).unwrap();
     let window = auth
         .split('&')
         .find_map(|f| f.strip_prefix("q-sign-time="))
@@ -156,8 +153,8 @@ fn presign_matches_the_python_sdk_url() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = cosmount()
-        .args([
+    let out = success_stdout(
+        cosmount().args([
             "presign",
             "examplebucket-1250000000",
             "中文目录/文件 名.txt",
@@ -169,25 +166,16 @@ fn presign_matches_the_python_sdk_url() {
             "1700000000",
             "--end",
             "1700003600",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "presign",
     );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        format!("{expected}\n")
-    );
+    assert_eq!(out, format!("{expected}\n"));
 }
 
 #[test]
 fn presign_for_a_local_endpoint_is_path_style_and_carries_the_token() {
-    let out = cosmount()
-        .env("COS_SECURITY_TOKEN", "TOK+/=")
-        .args([
+    let url = success_stdout(
+        cosmount().env("COS_SECURITY_TOKEN", "TOK+/=").args([
             "presign",
             "examplebucket-1250000000",
             "a b.txt",
@@ -195,15 +183,9 @@ fn presign_for_a_local_endpoint_is_path_style_and_carries_the_token() {
             "http://127.0.0.1:9000",
             "--method",
             "put",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        "presign",
     );
-    let url = String::from_utf8(out.stdout).unwrap();
     assert!(
         url.starts_with("http://127.0.0.1:9000/examplebucket-1250000000/a%20b.txt?q-sign-algorithm=sha1&q-ak=AKIDEXAMPLE&"),
         "{url}"
