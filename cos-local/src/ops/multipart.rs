@@ -253,23 +253,16 @@ pub fn list_parts(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body
             upload.key.clone()
         },
     )
-    .leaf("UploadId", &id)
-    .open("Initiator")
-    .leaf("ID", &principal)
-    .leaf("DisplayName", &principal)
-    .close("Initiator")
-    .open("Owner")
-    .leaf("ID", &principal)
-    .leaf("DisplayName", &principal)
-    .close("Owner")
-    .leaf("PartNumberMarker", marker.to_string())
-    .leaf(
-        "NextPartNumberMarker",
-        page.last().map(|(n, _)| n.to_string()).unwrap_or_default(),
-    )
-    .leaf("StorageClass", &upload.attrs.storage_class)
-    .leaf("MaxParts", max.to_string())
-    .leaf("IsTruncated", truncated.to_string());
+    .leaf("UploadId", &id);
+    initiator_and_owner(&mut x, &principal)
+        .leaf("PartNumberMarker", marker.to_string())
+        .leaf(
+            "NextPartNumberMarker",
+            page.last().map(|(n, _)| n.to_string()).unwrap_or_default(),
+        )
+        .leaf("StorageClass", &upload.attrs.storage_class)
+        .leaf("MaxParts", max.to_string())
+        .leaf("IsTruncated", truncated.to_string());
     for (_, p) in page {
         x.open("Part")
             .leaf("PartNumber", p.number.to_string())
@@ -370,15 +363,8 @@ pub fn list_uploads(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Bo
                 x.open("Upload")
                     .leaf("Key", enc(&u.key))
                     .leaf("UploadId", &u.upload_id)
-                    .leaf("StorageClass", &u.attrs.storage_class)
-                    .open("Initiator")
-                    .leaf("ID", &principal)
-                    .leaf("DisplayName", &principal)
-                    .close("Initiator")
-                    .open("Owner")
-                    .leaf("ID", &principal)
-                    .leaf("DisplayName", &principal)
-                    .close("Owner")
+                    .leaf("StorageClass", &u.attrs.storage_class);
+                initiator_and_owner(&mut x, &principal)
                     .leaf("Initiated", iso_date(u.initiated_ms))
                     .close("Upload");
             }
@@ -391,4 +377,15 @@ pub fn list_uploads(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Bo
     }
     x.close("ListMultipartUploadsResult");
     Ok(xml_response(x.finish()))
+}
+
+/// `<Initiator>` and `<Owner>` of an upload: in cos-local both are the bucket owner's account.
+fn initiator_and_owner<'x>(x: &'x mut Xml, principal: &str) -> &'x mut Xml {
+    for element in ["Initiator", "Owner"] {
+        x.open(element)
+            .leaf("ID", principal)
+            .leaf("DisplayName", principal)
+            .close(element);
+    }
+    x
 }
