@@ -15,7 +15,7 @@ mod uploads;
 
 /// Exit status for usage and configuration errors (as clap uses).
 const EXIT_USAGE: u8 = 2;
-/// Exit status when the work itself failed.
+/// Exit status when the work itself failed (a request, or some of the aborts).
 const EXIT_FAILURE: u8 = 1;
 
 #[derive(Debug, Parser)]
@@ -154,16 +154,20 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// An environment variable that is set and not empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 /// SecretId and SecretKey from the environment (never echoed).
 fn env_credentials() -> Result<Credentials, Failure> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(id), Some(key)) = (get("COS_SECRET_ID"), get("COS_SECRET_KEY")) else {
+    let (Some(id), Some(key)) = (env_var("COS_SECRET_ID"), env_var("COS_SECRET_KEY")) else {
         return Err(usage(
             "set COS_SECRET_ID and COS_SECRET_KEY in the environment (and COS_SECURITY_TOKEN for temporary keys)",
         ));
     };
     let mut creds = Credentials::new(id, key);
-    creds.token = get("COS_SECURITY_TOKEN");
+    creds.token = env_var("COS_SECURITY_TOKEN");
     Ok(creds)
 }
 
@@ -194,6 +198,11 @@ fn parse_param(p: &str) -> Result<(String, String), Failure> {
     Ok((name.to_string(), value.to_string()))
 }
 
+/// Every `--param`, parsed.
+fn parse_params(params: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    params.iter().map(|p| parse_param(p)).collect()
+}
+
 /// `Name: value` -> (Name, value): split at the first `:`, drop one space after it. The rest of
 /// the value is kept as given, because COS signs header values as sent.
 fn parse_header(h: &str) -> Result<(String, String), Failure> {
@@ -211,11 +220,7 @@ fn parse_header(h: &str) -> Result<(String, String), Failure> {
 fn run_sign(a: SignArgs) -> Result<String, Failure> {
     let creds = env_credentials()?;
     let kt = key_time(&a.window)?;
-    let params = a
-        .params
-        .iter()
-        .map(|p| parse_param(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let params = parse_params(&a.params)?;
     let headers = a
         .headers
         .iter()
@@ -252,17 +257,15 @@ fn run_sign(a: SignArgs) -> Result<String, Failure> {
 fn run_presign(a: PresignArgs) -> Result<String, Failure> {
     let creds = env_credentials()?;
     let kt = key_time(&a.window)?;
-    let params = a
-        .params
-        .iter()
-        .map(|p| parse_param(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let params = parse_params(&a.params)?;
     let method = reqwest::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| usage(format!("--method {:?} is not an HTTP method", a.method)))?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let region = a.region.or_else(|| env("COS_REGION")).unwrap_or_default();
+    let region = a
+        .region
+        .or_else(|| env_var("COS_REGION"))
+        .unwrap_or_default();
     let mut config = ClientConfig::new(a.bucket, region, creds);
-    config.endpoint = a.endpoint.or_else(|| env("COS_ENDPOINT"));
+    config.endpoint = a.endpoint.or_else(|| env_var("COS_ENDPOINT"));
     config.path_style = a.path_style;
     let client = Client::new(config).map_err(|e| usage(e.to_string()))?;
     let key = match a.key.as_str() {

@@ -18,10 +18,8 @@ use crate::cos::multipart::{ListUploadsParams, UploadInfo};
 use crate::cos::{Client, ClientConfig};
 use crate::credentials::{self, Lookup};
 
-/// Exit status when the work failed (a request, or some of the aborts).
-const EXIT_FAILURE: u8 = 1;
-/// Exit status for usage and configuration errors.
-const EXIT_USAGE: u8 = 2;
+use super::{env_var, usage, Failure, EXIT_FAILURE};
+
 /// Uploads younger than this are assumed to belong to a writer still at work.
 const DEFAULT_OLDER_THAN: &str = "24h";
 /// A listing that keeps answering "truncated" without moving its markers is a broken server;
@@ -96,11 +94,6 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
-struct Failure {
-    message: String,
-    code: u8,
-}
-
 pub fn run(cmd: UploadsCommand) -> ExitCode {
     let result = match cmd {
         UploadsCommand::List(a) => list(a),
@@ -116,31 +109,24 @@ pub fn run(cmd: UploadsCommand) -> ExitCode {
 }
 
 fn client(t: &Target) -> Result<Client, Failure> {
-    let usage = |message: String| Failure {
-        message,
-        code: EXIT_USAGE,
-    };
     let bucket = t.bucket.strip_prefix("cosfs#").unwrap_or(&t.bucket);
     let (creds, _source) =
         credentials::resolve(bucket, &Lookup::from_process(t.passwd_file.as_deref()))
             .map_err(|e| usage(e.to_string()))?;
     let mut cos_creds = crate::cos::Credentials::new(creds.secret_id, creds.secret_key);
     cos_creds.token = creds.security_token;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut cfg = ClientConfig::new(
         bucket,
         t.region
             .clone()
-            .or_else(|| env("COS_REGION"))
+            .or_else(|| env_var("COS_REGION"))
             .unwrap_or_default(),
         cos_creds,
     );
-    cfg.endpoint = t.endpoint.clone().or_else(|| env("COS_ENDPOINT"));
+    cfg.endpoint = t.endpoint.clone().or_else(|| env_var("COS_ENDPOINT"));
     cfg.path_style = t.path_style;
     if cfg.endpoint.is_none() && cfg.region.is_empty() {
-        return Err(usage(
-            "no region: pass --region REGION, or --endpoint URL".into(),
-        ));
+        return Err(usage("no region: pass --region REGION, or --endpoint URL"));
     }
     Client::new(cfg).map_err(|e| usage(e.to_string()))
 }
