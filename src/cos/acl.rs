@@ -27,6 +27,14 @@ pub const BUCKET_CANNED_ACLS: [&str; 4] = [
     "public-read-write",
     "authenticated-read",
 ];
+/// The `x-cos-grant-*` headers and the permission each one grants.
+pub const GRANT_HEADERS: [(&str, &str); 5] = [
+    ("x-cos-grant-read", "READ"),
+    ("x-cos-grant-write", "WRITE"),
+    ("x-cos-grant-read-acp", "READ_ACP"),
+    ("x-cos-grant-write-acp", "WRITE_ACP"),
+    ("x-cos-grant-full-control", "FULL_CONTROL"),
+];
 /// The permissions a grant may give.
 pub const PERMISSIONS: [&str; 5] = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"];
 /// The grantee group that means "everyone, signed or not".
@@ -135,6 +143,19 @@ pub struct GrantHeaders {
     pub full_control: Option<String>,
 }
 
+impl GrantHeaders {
+    /// The value of each header, in [`GRANT_HEADERS`] order.
+    fn values(&self) -> [&Option<String>; 5] {
+        [
+            &self.read,
+            &self.write,
+            &self.read_acp,
+            &self.write_acp,
+            &self.full_control,
+        ]
+    }
+}
+
 /// What PUT `?acl` sends: headers, or an XML policy (COS refuses both at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AclUpdate {
@@ -156,13 +177,13 @@ impl AclUpdate {
 
     fn apply(&self, req: CosRequest) -> CosRequest {
         match self {
-            AclUpdate::Headers { canned, grants } => req
-                .header_opt("x-cos-acl", canned.clone())
-                .header_opt("x-cos-grant-read", grants.read.clone())
-                .header_opt("x-cos-grant-write", grants.write.clone())
-                .header_opt("x-cos-grant-read-acp", grants.read_acp.clone())
-                .header_opt("x-cos-grant-write-acp", grants.write_acp.clone())
-                .header_opt("x-cos-grant-full-control", grants.full_control.clone()),
+            AclUpdate::Headers { canned, grants } => {
+                let mut req = req.header_opt("x-cos-acl", canned.clone());
+                for ((header, _), value) in GRANT_HEADERS.iter().zip(grants.values()) {
+                    req = req.header_opt(header, value.clone());
+                }
+                req
+            }
             AclUpdate::Policy(p) => req.xml_body(p.to_xml()),
         }
     }

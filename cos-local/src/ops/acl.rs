@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use cosmount::cos::acl::{ALL_USERS_URI, BUCKET_CANNED_ACLS, OBJECT_CANNED_ACLS, PERMISSIONS};
+use cosmount::cos::acl::{
+    ALL_USERS_URI, BUCKET_CANNED_ACLS, GRANT_HEADERS, OBJECT_CANNED_ACLS, PERMISSIONS,
+};
 use hyper::{Response, StatusCode};
 
 use super::{authorize, empty, owner_uin, xml_response, Access, MAX_XML_BODY};
@@ -13,14 +15,6 @@ use crate::model::{Acl, Grant, Grantee};
 use crate::server::Ctx;
 use crate::store::Bucket;
 use crate::xml::{self, Xml};
-
-const GRANT_HEADERS: [(&str, &str); 5] = [
-    ("x-cos-grant-read", "READ"),
-    ("x-cos-grant-write", "WRITE"),
-    ("x-cos-grant-read-acp", "READ_ACP"),
-    ("x-cos-grant-write-acp", "WRITE_ACP"),
-    ("x-cos-grant-full-control", "FULL_CONTROL"),
-];
 
 /// Parse `id="qcs::cam::uin/1:uin/1",uri="http://..."` into grantees.
 fn parse_grantees(value: &str) -> OpResult<Vec<Grantee>> {
