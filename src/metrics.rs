@@ -184,6 +184,8 @@ pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<std::net::Sock
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
+                // e.g. out of file descriptors: back off instead of spinning on the error.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             tokio::spawn(async move {
@@ -191,9 +193,14 @@ pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<std::net::Sock
                 let mut len = 0;
                 // Read until the end of the request head, or give up on a client that sends junk.
                 while len < buf.len() {
-                    match sock.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => len += n,
+                    // A scraper that connects and says nothing must not hold a task forever.
+                    let read = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        sock.read(&mut buf[len..]),
+                    );
+                    match read.await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => len += n,
                     }
                     if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
                         break;
