@@ -11,9 +11,10 @@
 //! Prefetch window: a reader that keeps reading where it stopped (give or take
 //! [`SEQUENTIAL_SLACK`], because the kernel issues readahead concurrently and slightly out of
 //! order) is sequential. From its second sequential read on, the handle keeps `window` bytes
-//! ahead of it requested, split into runs of up to [`MAX_RUN`] so several GETs are in flight;
-//! the window starts at [`FIRST_WINDOW`] and doubles on each sequential read up to
-//! [`MAX_WINDOW`]. A read anywhere else is a seek: the window drops to zero, and only the
+//! ahead of it requested (topped up a whole run at a time, so GETs stay large while each read
+//! advances the window by only its own size), split into runs of up to [`MAX_RUN`] so several
+//! GETs are in flight; the window starts at [`FIRST_WINDOW`] and doubles on each sequential
+//! read up to [`MAX_WINDOW`]. A read anywhere else is a seek: the window drops to zero, and only the
 //! blocks the read needs are fetched, so random 4 KiB reads cost one 128 KiB GET each, not
 //! megabytes. Memory per handle is bounded by the window plus one read; runs left behind by a
 //! seek are not cancelled (a concurrent read may be waiting on them) but finish into the cache.
@@ -257,6 +258,12 @@ impl ReadHandle {
                 .back()
                 .map_or(block_ceil(end), |r| r.end.max(block_ceil(end)));
             while from < target {
+                // Top up in whole runs: each sequential read moves the target by only its own
+                // size (the kernel sends 1 MiB or less), and a GET per read would cost one
+                // request's overhead per MiB. The tail of the object may be a shorter run.
+                if target - from < run_len && target < self.size {
+                    break;
+                }
                 if cache.get(&self.block_key(from / BLOCK_SIZE)).is_some() {
                     from += BLOCK_SIZE;
                     continue;
