@@ -55,6 +55,20 @@ async fn put_get_head_delete_keep_bytes_and_metadata() {
     );
     assert!(put.header("x-cos-request-id").is_some());
 
+    // More than 2 KB of user metadata is refused, and nothing is stored.
+    let big = "v".repeat(2048);
+    let r = c
+        .send(
+            "PUT",
+            "too-much-meta",
+            &[],
+            &[("x-cos-meta-big", big.as_str())],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "MetadataTooLarge".to_string()));
+    assert_eq!(c.get("too-much-meta").await.status, 404);
+
     let get = c.get("dir/my file.txt").await;
     assert_eq!(get.status, 200);
     assert_eq!(get.body, data);
@@ -395,6 +409,17 @@ async fn multipart_upload_with_cos_rules() {
         )
         .await;
     assert_eq!(r.code(), "InvalidPartOrder");
+    // COS wants parts continuous from 1: a gap is InvalidPart even with valid ETags.
+    let r = c
+        .send(
+            "POST",
+            "big/file.bin",
+            &[("uploadId", &id)],
+            &[],
+            body(&[(1, &etags[0]), (3, &etags[2])]),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "InvalidPart".to_string()));
     let r = c
         .send(
             "POST",

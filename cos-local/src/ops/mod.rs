@@ -186,6 +186,9 @@ pub fn set_header(resp: &mut Response<Body>, name: &str, value: &str) {
     }
 }
 
+/// Total size of the `x-cos-meta-*` names and values one object may carry.
+pub const MAX_USER_METADATA: usize = 2048;
+
 /// The object attributes a PUT / Initiate / Replaced copy asks for.
 pub fn attrs_from_request(ctx: &Ctx) -> OpResult<ObjectAttrs> {
     let mut headers = Vec::new();
@@ -197,6 +200,20 @@ pub fn attrs_from_request(ctx: &Ctx) -> OpResult<ObjectAttrs> {
                 .map_err(|_| CosErr::invalid_argument(format!("header {name} is not ASCII")))?;
             headers.push((name.to_string(), value.to_string()));
         }
+    }
+    // COS caps user metadata at 2 KB, counted here as names (without the prefix) plus values.
+    let user_meta: usize = headers
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix("x-cos-meta-").map(|n| n.len() + v.len()))
+        .sum();
+    if user_meta > MAX_USER_METADATA {
+        return Err(CosErr::new(
+            StatusCode::BAD_REQUEST,
+            "MetadataTooLarge",
+            format!(
+                "Your metadata headers are {user_meta} bytes; the limit is {MAX_USER_METADATA}."
+            ),
+        ));
     }
     Ok(ObjectAttrs {
         headers,

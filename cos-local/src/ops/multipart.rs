@@ -131,6 +131,23 @@ pub async fn complete(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<
             "The list of parts was not in ascending order.",
         ));
     }
+    // COS wants the listed parts to be continuous from 1 (stricter than S3, which allows gaps).
+    if let Some((i, p)) = request
+        .parts
+        .iter()
+        .enumerate()
+        .find(|(i, p)| p.number as usize != i + 1)
+    {
+        return Err(CosErr::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidPart",
+            format!(
+                "Part numbers must be continuous from 1: part {} is listed where part {} belongs.",
+                p.number,
+                i + 1
+            ),
+        ));
+    }
     let stored = bucket.parts(&id)?;
     let invalid_part = |n: u32| {
         CosErr::new(
