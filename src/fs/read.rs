@@ -368,3 +368,44 @@ fn changed_or(e: CosError, key: &str, etag: &str) -> FsError {
         FsError::from(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cos::memory::{MemoryStore, StoreOp};
+    use crate::cos::store::PutOptions;
+
+    /// A sequential reader gets the right bytes with large GETs, not one GET per kernel read.
+    #[tokio::test]
+    async fn sequential_reads_fetch_in_large_runs() {
+        const MIB: u64 = 1024 * 1024;
+        // Well past MAX_WINDOW, so most of it is read with the window at its steady size.
+        let size = 3 * MAX_WINDOW;
+        let pattern: Vec<u8> = (0..251u8).collect();
+        let mut body = Vec::with_capacity(size as usize + pattern.len());
+        while (body.len() as u64) < size {
+            body.extend_from_slice(&pattern);
+        }
+        body.truncate(size as usize);
+        let store = Arc::new(MemoryStore::new());
+        store.insert("big", body.clone(), &PutOptions::default());
+        let etag = store.head_object("big").await.expect("head").etag;
+        let cache = Arc::new(BlockCache::new(0));
+        let handle = ReadHandle::new(2, "big", &etag, size);
+        store.reset_requests();
+
+        let mut offset = 0u64;
+        while offset < size {
+            let got = handle
+                .read(&store, &cache, offset, MIB as u32)
+                .await
+                .expect("read");
+            assert_eq!(&got[..], &body[offset as usize..(offset + MIB) as usize]);
+            offset += MIB;
+        }
+        // 192 reads of 1 MiB: a short ramp (runs of 1, 2 and 4 MiB), then 8 MiB runs; one GET
+        // per read would be 192.
+        let gets = store.requests(StoreOp::GetRange);
+        assert!(gets <= 40, "{gets} GETs for 192 sequential 1 MiB reads");
+    }
+}
