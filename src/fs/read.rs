@@ -27,7 +27,6 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cache::{BlockCache, BlockKey};
 use crate::cos::{CosError, ObjectStore};
-use crate::metrics;
 
 use super::error::{FsError, FsResult};
 
@@ -224,13 +223,8 @@ impl ReadHandle {
             }
             let block = pos / BLOCK_SIZE;
             let block_start = block * BLOCK_SIZE;
-            let cached = cache.get(&self.block_key(block));
-            let counter = match cached {
-                Some(_) => &metrics::global().block_cache_hits,
-                None => &metrics::global().block_cache_misses,
-            };
-            metrics::Metrics::add(counter, 1);
-            if let Some(bytes) = cached {
+            // BlockCache::get counts the hit or miss.
+            if let Some(bytes) = cache.get(&self.block_key(block)) {
                 let to = end.min(block_start + bytes.len() as u64);
                 if let Some(slice) = slice_of(&bytes, pos - block_start, to - block_start) {
                     pieces.push(Piece::Ready(slice));
