@@ -13,24 +13,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use cosmount::cos::store::{CompletedPart, PutOptions};
-use cosmount::cos::{Client, ClientConfig, Credentials, ObjectStore};
+use cosmount::cos::ObjectStore;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn client(endpoint: &str, bucket: &str) -> Res<Client> {
-    let id = std::env::var("COS_SECRET_ID").unwrap_or_else(|_| "AKIDCOSLOCALEXAMPLE".into());
-    let key = std::env::var("COS_SECRET_KEY").unwrap_or_else(|_| "cos-local-secret-key".into());
-    let mut cfg = ClientConfig::new(bucket, "", Credentials::new(id, key));
-    cfg.endpoint = Some(endpoint.to_string());
-    Ok(Client::new(cfg)?)
-}
-
-fn arg(args: &[String], i: usize, what: &str) -> Res<String> {
-    args.get(i)
-        .cloned()
-        .ok_or_else(|| format!("missing argument: {what}").into())
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg, client, Res};
 
 #[tokio::main]
 async fn main() -> Res<()> {
