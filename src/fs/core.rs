@@ -337,8 +337,4 @@ impl<S: ObjectStore> FsCore<S> {
         }
         Ok(())
     }
-
-    pub fn block_cache_bytes(&self) -> usize {
-        self.blocks.used_bytes()
-    }
 }

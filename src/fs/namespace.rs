@@ -114,14 +114,6 @@ impl NsError {
             NsError::ChecksumMismatch { .. } => libc::EIO,
         }
     }
-
-    /// The COS error, when COS answered.
-    pub fn cos_error(&self) -> Option<&CosError> {
-        match self {
-            NsError::Cos { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 pub type NsResult<T> = Result<T, NsError>;
