@@ -595,10 +595,12 @@ impl<S: ObjectStore> WriteHandle<S> {
         // Whatever happens to the spool write, parts covering the range are no longer valid.
         self.invalidate(offset.min(old_size), end);
         if let Err(e) = self.spool.write_at(offset, data) {
-            // The range may now hold a mix of old and new bytes: treat all of it as written.
+            // The spool no longer mirrors what the application wrote (a full disk, an I/O
+            // error): the file must never be committed from it. Fail for good.
             self.dirty.insert(offset, end);
             self.present.insert(offset, end);
-            return Err(self.spool_error(e));
+            let err = self.spool_error(e);
+            return Err(self.fail(err).await);
         }
         self.dirty.insert(offset, end);
         self.present.insert(offset, end);
@@ -630,9 +632,10 @@ impl<S: ObjectStore> WriteHandle<S> {
             return Ok(());
         }
         self.touch();
-        self.spool
-            .set_len(new_size)
-            .map_err(|e| self.spool_error(e))?;
+        if let Err(e) = self.spool.set_len(new_size) {
+            let err = self.spool_error(e);
+            return Err(self.fail(err).await);
+        }
         if new_size < old_size {
             self.dirty.truncate(new_size);
             self.present.truncate(new_size);
