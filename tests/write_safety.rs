@@ -114,3 +114,86 @@ fn a_full_spool_disk_fails_the_handle_and_keeps_the_old_object() {
     assert!(object(&env, "full/f.bin") == Some(old), "old object still kept");
     let _ = File::open(env.path("full")); // the mount is still alive
 }
+
+/// A TCP proxy in front of cos-local that flips the first 0xFF byte a client sends (HTTP
+/// headers are ASCII, so it lands in a body): a body damaged in transit.
+struct CorruptingProxy {
+    endpoint: String,
+}
+
+impl CorruptingProxy {
+    fn start(upstream: &str) -> CorruptingProxy {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if !done.load(Ordering::SeqCst) {
+                            if let Some(at) = buf[..n].iter().position(|b| *b == 0xFF) {
+                                buf[at] = 0xFE;
+                                done.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CorruptingProxy { endpoint }
+    }
+}
+
+/// Item 3: every PUT carries Content-MD5, so a body damaged on the way is refused by COS
+/// (BadDigest) and the previous version stays. On main the damaged body replaced the object
+/// (the CRC-64 check then failed close, too late).
+#[test]
+fn a_body_damaged_in_transit_never_replaces_the_object() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    env.put("md5/f.bin", b"old version".to_vec());
+    let real = env.endpoint.clone();
+    let proxy = CorruptingProxy::start(&real);
+    env.endpoint = proxy.endpoint.clone();
+    mount_with_cache(&mut env, cache.path(), &[]);
+    env.endpoint = real;
+    let new = vec![0xFFu8; 100_000];
+    let written = (|| {
+        let mut f = File::create(env.path("md5/f.bin"))?;
+        f.write_all(&new)?;
+        f.sync_all()
+    })();
+    let stored = object(&env, "md5/f.bin").unwrap();
+    match written {
+        Ok(()) => assert!(stored == new, "close succeeded: the object is the new content"),
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            assert_eq!(stored, b"old version", "a refused upload leaves the old version");
+        }
+    }
+}

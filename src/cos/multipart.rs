@@ -160,9 +160,12 @@ impl Client {
         body: PutBody,
     ) -> Result<PutResult> {
         check_part_number(part_number)?;
+        // Content-MD5: a part damaged on the way is refused (BadDigest), not stored.
+        let md5 = super::object::body_md5(&body).await?;
         let req = CosRequest::new(Method::PUT, Some(key))
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id)
+            .header("Content-MD5", md5)
             .body(body);
         let answer = self.execute_xml(&req).await?;
         let result = put_result_from_headers(&answer.headers);
