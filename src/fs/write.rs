@@ -317,8 +317,11 @@ struct DonePart {
 }
 
 enum PartSlot {
-    /// Being uploaded by the task with this id.
-    InFlight(u64),
+    /// Being uploaded by the task `task`. `stale`: the part was written to since the task
+    /// read it, so its result will be dropped and the part sent again, but only after this
+    /// task ended: two uploads of one part number never overlap (the later one could land
+    /// first, and Complete would then name an ETag COS no longer holds).
+    InFlight { task: u64, stale: bool },
     Done(DonePart),
 }
 
@@ -781,9 +784,14 @@ impl<S: ObjectStore> WriteHandle<S> {
                 end.saturating_sub(1)
                     .min(self.layout.capacity().saturating_sub(1)),
             );
-            let stale: Vec<u32> = upload.parts.range(first..=last).map(|(n, _)| *n).collect();
-            for number in stale {
-                upload.parts.remove(&number);
+            let touched: Vec<u32> = upload.parts.range(first..=last).map(|(n, _)| *n).collect();
+            for number in touched {
+                match upload.parts.get_mut(&number) {
+                    Some(PartSlot::InFlight { stale, .. }) => *stale = true,
+                    _ => {
+                        upload.parts.remove(&number);
+                    }
+                }
             }
         }
     }
@@ -844,10 +852,12 @@ impl<S: ObjectStore> WriteHandle<S> {
             if end >= size || number > MAX_PARTS {
                 return Ok(());
             }
-            let already = self
-                .upload
-                .as_ref()
-                .is_some_and(|u| u.parts.contains_key(&number));
+            let already = self.upload.as_ref().is_some_and(|u| {
+                matches!(
+                    u.parts.get(&number),
+                    Some(PartSlot::Done(_) | PartSlot::InFlight { stale: false, .. })
+                )
+            });
             if !already {
                 if let Err(e) = self.dispatch_part(number, size).await {
                     return Err(self.fail(e).await);
@@ -912,6 +922,12 @@ impl<S: ObjectStore> WriteHandle<S> {
                 }
             }
         };
+        // One upload per part number at a time: wait for an earlier (stale) one to end.
+        while self.upload.as_ref().is_some_and(|u| {
+            matches!(u.parts.get(&number), Some(PartSlot::InFlight { .. }))
+        }) {
+            self.reap_one().await?;
+        }
         let limit = self.parallel_limit(number);
         while self.upload.as_ref().is_some_and(|u| u.tasks.len() >= limit) {
             self.reap_one().await?;
@@ -921,7 +937,13 @@ impl<S: ObjectStore> WriteHandle<S> {
         };
         let task = upload.next_task;
         upload.next_task += 1;
-        upload.parts.insert(number, PartSlot::InFlight(task));
+        upload.parts.insert(
+            number,
+            PartSlot::InFlight {
+                task,
+                stale: false,
+            },
+        );
         let store = self.store.clone();
         let key = self.key.clone();
         let upload_id = upload.upload_id.clone();
@@ -961,13 +983,15 @@ impl<S: ObjectStore> WriteHandle<S> {
                 })
             }
         };
-        let current = matches!(
-            upload.parts.get(&outcome.number),
-            Some(PartSlot::InFlight(t)) if *t == outcome.task
-        );
-        if !current {
-            // The part was rewritten while this upload ran; a fresh upload replaces it.
-            return Ok(());
+        match upload.parts.get(&outcome.number) {
+            Some(PartSlot::InFlight { task, stale }) if *task == outcome.task => {
+                if *stale {
+                    // Rewritten while this upload ran: a fresh upload replaces it.
+                    upload.parts.remove(&outcome.number);
+                    return Ok(());
+                }
+            }
+            _ => return Ok(()),
         }
         match outcome.result {
             Ok(done) => {
@@ -1000,7 +1024,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         for number in 1..=count {
             let (start, end) = self.layout.part_range(number, size);
             let ready = match self.upload.as_ref().and_then(|u| u.parts.get(&number)) {
-                Some(PartSlot::InFlight(_)) => true,
+                Some(PartSlot::InFlight { stale, .. }) => !*stale,
                 Some(PartSlot::Done(done)) => done.len == end - start,
                 None => false,
             };
