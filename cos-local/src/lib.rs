@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod header_case;
 pub mod model;
+pub mod operation;
 pub mod ops;
 pub mod server;
 pub mod store;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use auth::Credentials;
+pub use operation::Operation;
 pub use server::{FaultConfig, FaultKind};
 
 /// The credentials used when none are given (printed at start; see README.md).

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use cos_local::{server, Config, FaultConfig, FaultKind, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
+use cos_local::{
+    server, Config, FaultConfig, FaultKind, Operation, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,9 +41,18 @@ struct Args {
     /// Probability (0..1) that a request gets an injected fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
-    /// Comma-separated fault kinds: slowdown, reset, latency (default: all three).
+    /// Comma-separated fault kinds: slowdown, reset, latency, drop-answer (apply the request,
+    /// then close the connection without an answer), stall (never answer). Default: the first
+    /// three. The setting can be changed at runtime: PUT /_cos-local/faults (see README).
     #[arg(long, value_delimiter = ',', default_value = "slowdown,reset,latency")]
     fault_kinds: Vec<FaultKind>,
+    /// Comma-separated operation names (COS API names, e.g. PutObject,UploadPart) that faults
+    /// are limited to; default: every operation.
+    #[arg(long, value_delimiter = ',', value_name = "OPS")]
+    fault_ops: Vec<Operation>,
+    /// Turn fault injection off by itself after this many injected faults.
+    #[arg(long, value_name = "N")]
+    fault_count: Option<u64>,
     /// Extra delay of a `latency` fault, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
@@ -73,6 +84,8 @@ fn config_from(args: &Args) -> anyhow::Result<Config> {
         rate: args.fault_rate,
         kinds: args.fault_kinds.clone(),
         latency: Duration::from_millis(args.latency_ms),
+        ops: args.fault_ops.clone(),
+        count: args.fault_count,
     };
     Ok(config)
 }
