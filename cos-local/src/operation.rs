@@ -86,6 +86,95 @@ impl std::str::FromStr for Operation {
     }
 }
 
+/// COS sub-resources: query parameters that name a different API on the same bucket or object
+/// (`?acl`, `?tagging`, ...), as opposed to parameters of an API (`prefix`, `uploadId`,
+/// `partNumber`, `response-content-type`, `versionId`, ...). A request naming one of these is
+/// only served when the (method, level, sub-resource) is in [`IMPLEMENTED`]; otherwise it is
+/// [`Operation::Unsupported`] and never falls through to the plain operation.
+pub const SUB_RESOURCES: &[&str] = &[
+    "acl",
+    "cors",
+    "location",
+    "uploads",
+    "delete",
+    "tagging",
+    "symlink",
+    "versioning",
+    "versions",
+    "lifecycle",
+    "policy",
+    "website",
+    "domain",
+    "inventory",
+    "inventory-configuration",
+    "replication",
+    "encryption",
+    "origin",
+    "logging",
+    "referer",
+    "intelligenttiering",
+    "restore",
+    "select",
+    "append",
+    "accelerate",
+    "object-lock",
+    "retention",
+    "legal-hold",
+    "notification",
+    "requestPayment",
+    "torrent",
+    "analytics",
+    "metrics",
+    "publicAccessBlock",
+    "ownershipControls",
+    "attributes",
+    "rename",
+];
+
+/// Whether a sub-resource is at the bucket or the object level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Bucket,
+    Object,
+}
+
+/// The (method, level, sub-resource) triples cos-local implements; every other use of a
+/// [`SUB_RESOURCES`] name is answered 501 NotImplemented.
+pub const IMPLEMENTED: &[(&str, Level, &str)] = &[
+    ("PUT", Level::Bucket, "acl"),
+    ("GET", Level::Bucket, "acl"),
+    ("PUT", Level::Bucket, "cors"),
+    ("GET", Level::Bucket, "cors"),
+    ("DELETE", Level::Bucket, "cors"),
+    ("GET", Level::Bucket, "location"),
+    ("GET", Level::Bucket, "uploads"),
+    ("POST", Level::Bucket, "delete"),
+    ("PUT", Level::Object, "acl"),
+    ("GET", Level::Object, "acl"),
+    ("POST", Level::Object, "uploads"),
+];
+
+/// True when the query names a sub-resource that is not implemented for this method and level
+/// (names are matched case-insensitively, so `?Tagging` cannot slip through as a plain PUT).
+pub fn names_unsupported_sub_resource(
+    method: &str,
+    level: Level,
+    query: &[(String, String)],
+) -> bool {
+    // Preflights are answered from the CORS rules alone and never change anything.
+    if method == "OPTIONS" {
+        return false;
+    }
+    query.iter().any(|(name, _)| {
+        SUB_RESOURCES
+            .iter()
+            .any(|sub| sub.eq_ignore_ascii_case(name))
+            && !IMPLEMENTED
+                .iter()
+                .any(|&(m, l, sub)| m == method && l == level && sub == name)
+    })
+}
+
 impl Operation {
     /// A service-level request (no bucket in host or path).
     pub fn classify_service(method: &str) -> Operation {
@@ -105,6 +194,14 @@ impl Operation {
     ) -> Operation {
         let has = |name: &str| query.iter().any(|(k, _)| k == name);
         let copy = headers.contains_key("x-cos-copy-source");
+        let level = if has_key {
+            Level::Object
+        } else {
+            Level::Bucket
+        };
+        if names_unsupported_sub_resource(method, level, query) {
+            return Operation::Unsupported;
+        }
         if !has_key {
             return match method {
                 "PUT" if has("acl") => Operation::PutBucketAcl,
@@ -195,5 +292,60 @@ mod tests {
             Operation::DeleteMultipleObjects
         );
         assert_eq!(Operation::classify_service("GET"), Operation::ListBuckets);
+    }
+
+    #[test]
+    fn unimplemented_sub_resources_are_unsupported() {
+        let none = HeaderMap::new();
+        let c = Operation::classify;
+        for m in ["PUT", "GET", "DELETE", "POST", "HEAD"] {
+            assert_eq!(
+                c(m, true, &q(&[("tagging", "")]), &none),
+                Operation::Unsupported
+            );
+            assert_eq!(
+                c(m, false, &q(&[("lifecycle", "")]), &none),
+                Operation::Unsupported
+            );
+        }
+        assert_eq!(
+            c("PUT", true, &q(&[("Tagging", "")]), &none),
+            Operation::Unsupported
+        );
+        assert_eq!(
+            c("DELETE", true, &q(&[("acl", "")]), &none),
+            Operation::Unsupported
+        );
+        assert_eq!(
+            c("PUT", true, &q(&[("ACL", "")]), &none),
+            Operation::Unsupported
+        );
+        assert_eq!(
+            c("PUT", true, &q(&[("acl", "")]), &none),
+            Operation::PutObjectAcl
+        );
+        // Parameters that are not sub-resources keep their meaning.
+        assert_eq!(
+            c(
+                "GET",
+                true,
+                &q(&[("response-content-type", "text/plain"), ("versionId", "x")]),
+                &none
+            ),
+            Operation::GetObject
+        );
+        assert_eq!(
+            c(
+                "GET",
+                false,
+                &q(&[("prefix", "a"), ("max-keys", "2")]),
+                &none
+            ),
+            Operation::GetBucket
+        );
+        assert_eq!(
+            c("OPTIONS", true, &q(&[("tagging", "")]), &none),
+            Operation::OptionsObject
+        );
     }
 }
