@@ -53,6 +53,16 @@ struct Args {
     /// Turn fault injection off by itself after this many injected faults.
     #[arg(long, value_name = "N")]
     fault_count: Option<u64>,
+    /// Shift the server's clock by this many seconds (negative: behind): its Date header, the
+    /// signature time checks (expiry, 15-minute RequestTimeTooSkewed) and Last-Modified times.
+    /// E.g. 7200 makes every client look 2 hours behind.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    clock_offset: i64,
     /// Extra delay of a `latency` fault, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
@@ -80,6 +90,7 @@ fn config_from(args: &Args) -> anyhow::Result<Config> {
     config.buckets = args.buckets.clone();
     config.region = args.region.clone();
     config.access_log = args.access_log.clone();
+    config.clock_offset_secs = args.clock_offset;
     config.faults = FaultConfig {
         rate: args.fault_rate,
         kinds: args.fault_kinds.clone(),

@@ -213,6 +213,7 @@ pub struct App {
 
 impl App {
     pub fn open(config: Config) -> anyhow::Result<App> {
+        crate::clock::set_offset(config.clock_offset_secs);
         let store = Store::open(&config.data_dir)?;
         for bucket in &config.buckets {
             if !ops::valid_bucket_name(bucket) {
@@ -592,6 +593,10 @@ async fn handle(
         hyper::header::SERVER,
         HeaderValue::from_static("tencent-cos"),
     );
+    // The server's own (possibly --clock-offset shifted) time; hyper adds none when present.
+    if let Ok(v) = HeaderValue::from_str(&crate::clock::http_date_now()) {
+        headers.insert(hyper::header::DATE, v);
+    }
     let status = resp.status().as_u16();
     let out = if method == Method::HEAD {
         0
@@ -629,6 +634,7 @@ async fn dispatch_route(
     host: &str,
     request_id: &str,
 ) -> Result<(Response<Body>, Option<String>), CosErr> {
+    crate::clock::check_skew(&parts.headers, &route.query.0, crate::clock::unix_now())?;
     let caller = auth::verify(
         &SignedParts {
             method: parts.method.as_str(),
@@ -637,7 +643,7 @@ async fn dispatch_route(
             headers: &parts.headers,
         },
         &app.credentials,
-        cosmount::cos::sign::unix_now(),
+        crate::clock::unix_now(),
     )?;
     let bucket = route.bucket;
     let mut ctx = Ctx {

@@ -99,6 +99,8 @@ pub struct Client {
     pub addr: String,
     pub secret_id: String,
     pub secret_key: String,
+    /// Seconds added to this machine's clock when signing (a client whose clock is off).
+    pub clock_offset: i64,
     http: reqwest::Client,
 }
 
@@ -150,6 +152,7 @@ impl Client {
             addr: addr.to_string(),
             secret_id: id.to_string(),
             secret_key: key.to_string(),
+            clock_offset: 0,
             http: reqwest::Client::new(),
         }
     }
@@ -222,7 +225,7 @@ impl Client {
             };
             let sig = sign(
                 &self.secret_key,
-                KeyTime::around_now(600, 0),
+                KeyTime::around_now(600, self.clock_offset),
                 &SignRequest {
                     method,
                     key: &signed_key,
