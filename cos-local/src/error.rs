@@ -92,6 +92,14 @@ impl CosErr {
             "The specified method is not allowed against this resource.",
         )
     }
+    /// A sub-resource or feature COS has but cos-local does not implement.
+    pub fn not_implemented() -> CosErr {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "A header or query you provided requested a function that is not implemented.",
+        )
+    }
     pub fn internal(message: impl Into<String>) -> CosErr {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }

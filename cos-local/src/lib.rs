@@ -6,9 +6,11 @@
 //! to one handler per operation (`ops`), COS error rendering, CORS headers, access log.
 
 pub mod auth;
+pub mod clock;
 pub mod error;
 pub mod header_case;
 pub mod model;
+pub mod operation;
 pub mod ops;
 pub mod server;
 pub mod store;
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use auth::Credentials;
+pub use operation::Operation;
 pub use server::{FaultConfig, FaultKind};
 
 /// The credentials used when none are given (printed at start; see README.md).
@@ -36,6 +39,9 @@ pub struct Config {
     pub region: String,
     pub access_log: Option<PathBuf>,
     pub faults: FaultConfig,
+    /// Seconds added to the system clock for everything the server dates (`Date`, the skew
+    /// check, Last-Modified); process-wide.
+    pub clock_offset_secs: i64,
 }
 
 impl Config {
@@ -53,6 +59,7 @@ impl Config {
             region: DEFAULT_REGION.to_string(),
             access_log: None,
             faults: FaultConfig::default(),
+            clock_offset_secs: 0,
         }
     }
 }

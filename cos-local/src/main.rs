@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use cos_local::{server, Config, FaultConfig, FaultKind, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
+use cos_local::{
+    server, Config, FaultConfig, FaultKind, Operation, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,9 +41,28 @@ struct Args {
     /// Probability (0..1) that a request gets an injected fault.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
-    /// Comma-separated fault kinds: slowdown, reset, latency (default: all three).
+    /// Comma-separated fault kinds: slowdown, reset, latency, drop-answer (apply the request,
+    /// then close the connection without an answer), stall (never answer). Default: the first
+    /// three. The setting can be changed at runtime: PUT /_cos-local/faults (see README).
     #[arg(long, value_delimiter = ',', default_value = "slowdown,reset,latency")]
     fault_kinds: Vec<FaultKind>,
+    /// Comma-separated operation names (COS API names, e.g. PutObject,UploadPart) that faults
+    /// are limited to; default: every operation.
+    #[arg(long, value_delimiter = ',', value_name = "OPS")]
+    fault_ops: Vec<Operation>,
+    /// Turn fault injection off by itself after this many injected faults.
+    #[arg(long, value_name = "N")]
+    fault_count: Option<u64>,
+    /// Shift the server's clock by this many seconds (negative: behind): its Date header, the
+    /// signature time checks (expiry, 15-minute RequestTimeTooSkewed) and Last-Modified times.
+    /// E.g. 7200 makes every client look 2 hours behind.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    clock_offset: i64,
     /// Extra delay of a `latency` fault, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
@@ -69,10 +90,13 @@ fn config_from(args: &Args) -> anyhow::Result<Config> {
     config.buckets = args.buckets.clone();
     config.region = args.region.clone();
     config.access_log = args.access_log.clone();
+    config.clock_offset_secs = args.clock_offset;
     config.faults = FaultConfig {
         rate: args.fault_rate,
         kinds: args.fault_kinds.clone(),
         latency: Duration::from_millis(args.latency_ms),
+        ops: args.fault_ops.clone(),
+        count: args.fault_count,
     };
     Ok(config)
 }

@@ -130,10 +130,5 @@ pub struct PartMeta {
     pub data_file: String,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, server time (`--clock-offset` applied).
+pub use crate::clock::now_ms;

@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use crate::auth::{self, Caller, Credentials, SignedParts};
 use crate::error::CosErr;
 use crate::header_case::{CaseFixingIo, BODY_LEN_HEADER};
 use crate::model::Acl;
+use crate::operation::Operation;
 use crate::store::Store;
 use crate::xml::Xml;
 use crate::{ops, Config};
@@ -38,6 +39,29 @@ pub enum FaultKind {
     Reset,
     /// `latency_ms` of extra delay before handling.
     Latency,
+    /// The request is applied completely, then the connection is closed without an answer.
+    DropAnswer,
+    /// The request head is read, then nothing is ever answered: the connection is held until
+    /// the client closes it (a black-hole server).
+    Stall,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::SlowDown => "slowdown",
+            FaultKind::Reset => "reset",
+            FaultKind::Latency => "latency",
+            FaultKind::DropAnswer => "drop-answer",
+            FaultKind::Stall => "stall",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for FaultKind {
@@ -47,19 +71,25 @@ impl std::str::FromStr for FaultKind {
             "slowdown" => Ok(FaultKind::SlowDown),
             "reset" => Ok(FaultKind::Reset),
             "latency" => Ok(FaultKind::Latency),
+            "drop-answer" => Ok(FaultKind::DropAnswer),
+            "stall" => Ok(FaultKind::Stall),
             other => Err(format!(
-                "unknown fault kind {other:?} (expected slowdown, reset or latency)"
+                "unknown fault kind {other:?} (expected slowdown, reset, latency, drop-answer or stall)"
             )),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaultConfig {
     /// Probability in [0, 1] that a request gets a fault.
     pub rate: f64,
     pub kinds: Vec<FaultKind>,
     pub latency: Duration,
+    /// Only requests of these operations get faults; empty: every operation.
+    pub ops: Vec<Operation>,
+    /// Faults left before injection turns itself off; None: no limit.
+    pub count: Option<u64>,
 }
 
 impl Default for FaultConfig {
@@ -68,18 +98,107 @@ impl Default for FaultConfig {
             rate: 0.0,
             kinds: vec![FaultKind::SlowDown, FaultKind::Reset, FaultKind::Latency],
             latency: Duration::from_millis(50),
+            ops: Vec::new(),
+            count: None,
         }
     }
 }
 
 impl FaultConfig {
-    fn pick(&self) -> Option<FaultKind> {
-        if self.rate <= 0.0 || self.kinds.is_empty() || rand::random::<f64>() >= self.rate {
+    /// Decide the fault for one request of operation `op` (admin requests never get one),
+    /// counting it against `count`.
+    fn pick(&mut self, op: Operation) -> Option<FaultKind> {
+        if op == Operation::Admin
+            || self.rate <= 0.0
+            || self.kinds.is_empty()
+            || self.count == Some(0)
+            || (!self.ops.is_empty() && !self.ops.contains(&op))
+            || rand::random::<f64>() >= self.rate
+        {
             return None;
         }
         let i = rand::random_range(0..self.kinds.len());
-        self.kinds.get(i).copied()
+        let kind = self.kinds.get(i).copied()?;
+        if let Some(n) = &mut self.count {
+            *n -= 1;
+        }
+        Some(kind)
     }
+
+    /// The setting from an admin query:
+    /// `rate=R&kinds=K1,K2[&ops=Op1,Op2][&count=N][&latency_ms=M]`.
+    pub fn from_query(query: &Query) -> Result<FaultConfig, String> {
+        let mut config = FaultConfig::default();
+        let mut rate = None;
+        for (name, value) in &query.0 {
+            match name.as_str() {
+                "rate" => {
+                    let r: f64 = value
+                        .parse()
+                        .map_err(|_| format!("rate={value:?} is not a number"))?;
+                    if !(0.0..=1.0).contains(&r) {
+                        return Err(format!("rate={value} is not between 0 and 1"));
+                    }
+                    rate = Some(r);
+                }
+                "kinds" => {
+                    config.kinds = split_list(value)
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
+                }
+                "ops" => {
+                    config.ops = split_list(value)
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
+                }
+                "count" => {
+                    config.count = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("count={value:?} is not a whole number"))?,
+                    );
+                }
+                "latency_ms" => {
+                    config.latency = Duration::from_millis(
+                        value
+                            .parse()
+                            .map_err(|_| format!("latency_ms={value:?} is not a whole number"))?,
+                    );
+                }
+                other => return Err(format!("unknown parameter {other:?}")),
+            }
+        }
+        config.rate = rate.ok_or("rate=R is required")?;
+        Ok(config)
+    }
+
+    /// One line: `rate=1 kinds=drop-answer ops=PutObject count=1 latency_ms=50`.
+    pub fn describe(&self) -> String {
+        let join = |items: Vec<&str>| {
+            if items.is_empty() {
+                "all".to_string()
+            } else {
+                items.join(",")
+            }
+        };
+        format!(
+            "rate={} kinds={} ops={} count={} latency_ms={}",
+            self.rate,
+            self.kinds
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            join(self.ops.iter().map(|o| o.name()).collect()),
+            self.count
+                .map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
+            self.latency.as_millis()
+        )
+    }
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Shared server state.
@@ -88,11 +207,13 @@ pub struct App {
     pub credentials: Credentials,
     pub region: String,
     access_log: Option<Mutex<File>>,
-    faults: FaultConfig,
+    /// The fault setting; changed at runtime through `/_cos-local/faults`.
+    faults: Mutex<FaultConfig>,
 }
 
 impl App {
     pub fn open(config: Config) -> anyhow::Result<App> {
+        crate::clock::set_offset(config.clock_offset_secs);
         let store = Store::open(&config.data_dir)?;
         for bucket in &config.buckets {
             if !ops::valid_bucket_name(bucket) {
@@ -111,8 +232,12 @@ impl App {
             credentials: config.credentials,
             region: config.region,
             access_log,
-            faults: config.faults,
+            faults: Mutex::new(config.faults),
         })
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, FaultConfig> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn log_access(&self, line: &str) {
@@ -170,6 +295,8 @@ pub struct Ctx {
     pub bucket: Option<String>,
     /// The decoded object key; empty for bucket-level requests.
     pub key: String,
+    /// The operation, from method, key, query and headers.
+    pub op: Operation,
     pub caller: Caller,
     pub request_id: String,
     /// The Host header (for Location in Complete and Resource in errors).
@@ -233,7 +360,7 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = &mut shutdown => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -245,7 +372,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let service = hyper::service::service_fn(move |req| handle(app.clone(), peer, req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(CaseFixingIo::new(stream)), service);
@@ -279,8 +406,80 @@ fn bucket_from_host(host: &str) -> Option<String> {
     Some(first.to_ascii_lowercase())
 }
 
-/// Handle one request. Returns Err only to drop the connection (injected reset).
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, InjectedReset> {
+/// The path prefix of cos-local's own control requests (never a valid bucket name).
+pub const ADMIN_PREFIX: &str = "/_cos-local/";
+
+/// Where a request goes: its bucket and key, decoded query and operation.
+struct Route {
+    decoded_path: String,
+    query: Query,
+    /// None for service-level requests (no bucket in host or path).
+    bucket: Option<String>,
+    key: String,
+    op: Operation,
+}
+
+/// Addressing (virtual host or path style) and the operation.
+fn route(
+    parts: &hyper::http::request::Parts,
+    raw_path: &str,
+    raw_query: &str,
+    host: &str,
+) -> Result<Route, CosErr> {
+    // The path is decoded exactly once; `+` stays `+` (cos-protocol.md §2.4).
+    let decoded_path = percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| {
+            CosErr::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidURI",
+                "The path is not valid UTF-8.",
+            )
+        })?
+        .into_owned();
+    let query = Query::parse(raw_query);
+    let (bucket, key) = match bucket_from_host(host) {
+        Some(bucket) => (
+            Some(bucket),
+            decoded_path
+                .strip_prefix('/')
+                .unwrap_or(&decoded_path)
+                .to_string(),
+        ),
+        None => {
+            let rest = decoded_path.strip_prefix('/').unwrap_or(&decoded_path);
+            match rest.split_once('/') {
+                Some((b, k)) => (Some(b.to_string()), k.to_string()),
+                None if rest.is_empty() => (None, String::new()),
+                None => (Some(rest.to_string()), String::new()),
+            }
+        }
+    };
+    let op = match &bucket {
+        None => Operation::classify_service(parts.method.as_str()),
+        Some(_) => Operation::classify(
+            parts.method.as_str(),
+            !key.is_empty(),
+            &query.0,
+            &parts.headers,
+        ),
+    };
+    Ok(Route {
+        decoded_path,
+        query,
+        bucket,
+        key,
+        op,
+    })
+}
+
+/// Handle one request. Returns Err only to drop the connection (injected reset or dropped
+/// answer).
+async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, InjectedReset> {
     let started = Instant::now();
     let request_id = new_request_id();
     let (parts, incoming) = req.into_parts();
@@ -289,23 +488,33 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     let method = parts.method.clone();
     let bytes_in = Arc::new(AtomicU64::new(0));
     let counter = bytes_in.clone();
-    let body: BodyStream = Box::pin(Body::new(incoming).into_data_stream().map(move |r| {
+    let mut body: BodyStream = Box::pin(Body::new(incoming).into_data_stream().map(move |r| {
         r.inspect(|b| {
             counter.fetch_add(b.len() as u64, Ordering::Relaxed);
         })
         .map_err(|e| e.to_string())
     }));
-
-    let fault = app.faults.pick();
-    if fault == Some(FaultKind::Reset) && method != Method::GET {
-        // Dropped before storage is touched, so the failed request changed nothing.
+    let log = |status: u16, out: u64, note: &str, op: Operation| {
         log_line(
-            &app, &method, &raw_path, &raw_query, 0, &bytes_in, 0, started, "reset",
-        );
-        return Err(InjectedReset);
-    }
-    if fault == Some(FaultKind::Latency) {
-        tokio::time::sleep(app.faults.latency).await;
+            &app, &method, &raw_path, &raw_query, status, &bytes_in, out, started, note, op,
+        )
+    };
+
+    if raw_path.starts_with(ADMIN_PREFIX) {
+        let mut resp = admin(&app, peer, &method, &raw_path, &raw_query);
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-cos-request-id"), v);
+        }
+        let out = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        log(resp.status().as_u16(), out, "", Operation::Admin);
+        mark_body_len(&mut resp, &method);
+        return Ok(resp);
     }
 
     let host = parts
@@ -314,21 +523,44 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let route = route(&parts, &raw_path, &raw_query, &host);
+    let op = route.as_ref().map_or(Operation::Unknown, |r| r.op);
+    let fault = app.faults().pick(op);
+    let latency = app.faults().latency;
+    match fault {
+        Some(FaultKind::Reset) if method != Method::GET => {
+            // Dropped before storage is touched, so the failed request changed nothing.
+            log(0, 0, "reset", op);
+            return Err(InjectedReset);
+        }
+        Some(FaultKind::Stall) => {
+            log(0, 0, "stall", op);
+            // Read (and discard) the body so the connection notices when the client gives
+            // up and closes it; then never answer.
+            while let Some(chunk) = body.next().await {
+                if chunk.is_err() {
+                    return Err(InjectedReset);
+                }
+            }
+            return std::future::pending().await;
+        }
+        Some(FaultKind::Latency) => tokio::time::sleep(latency).await,
+        _ => {}
+    }
+
     let mut resource = format!("{host}{raw_path}");
     let result = if fault == Some(FaultKind::SlowDown) {
         Err(CosErr::slow_down())
     } else {
-        prepare_and_dispatch(
-            &app,
-            &parts,
-            body,
-            &raw_path,
-            &raw_query,
-            &host,
-            &request_id,
-            &mut resource,
-        )
-        .await
+        match route {
+            Ok(route) => {
+                if let Some(b) = &route.bucket {
+                    resource = format!("{b}.cos.{}.myqcloud.com/{}", app.region, route.key);
+                }
+                dispatch_route(&app, &parts, body, route, &host, &request_id).await
+            }
+            Err(e) => Err(e),
+        }
     };
 
     let origin = parts
@@ -361,6 +593,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         hyper::header::SERVER,
         HeaderValue::from_static("tencent-cos"),
     );
+    // The server's own (possibly --clock-offset shifted) time; hyper adds none when present.
+    if let Ok(v) = HeaderValue::from_str(&crate::clock::http_date_now()) {
+        headers.insert(hyper::header::DATE, v);
+    }
     let status = resp.status().as_u16();
     let out = if method == Method::HEAD {
         0
@@ -371,84 +607,53 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let note = if fault == Some(FaultKind::Reset) {
-        resp = cut_body_half_way(resp, out);
-        "reset"
-    } else if fault == Some(FaultKind::Latency) {
-        "latency"
-    } else if fault == Some(FaultKind::SlowDown) {
-        "slowdown"
-    } else {
-        ""
+    let note = match fault {
+        Some(FaultKind::Reset) => {
+            resp = cut_body_half_way(resp, out);
+            "reset"
+        }
+        Some(FaultKind::DropAnswer) => {
+            // The request has been applied; the client never learns how it went.
+            log(status, 0, "drop-answer", op);
+            return Err(InjectedReset);
+        }
+        Some(kind) => kind.name(),
+        None => "",
     };
-    log_line(
-        &app, &method, &raw_path, &raw_query, status, &bytes_in, out, started, note,
-    );
+    log(status, out, note, op);
     mark_body_len(&mut resp, &method);
     Ok(resp)
 }
 
-/// Addressing, auth and dispatch. Returns the response and the bucket it concerned.
-#[allow(clippy::too_many_arguments)]
-async fn prepare_and_dispatch(
+/// Auth and dispatch. Returns the response and the bucket it concerned.
+async fn dispatch_route(
     app: &Arc<App>,
     parts: &hyper::http::request::Parts,
     body: BodyStream,
-    raw_path: &str,
-    raw_query: &str,
+    route: Route,
     host: &str,
     request_id: &str,
-    resource: &mut String,
 ) -> Result<(Response<Body>, Option<String>), CosErr> {
-    // The path is decoded exactly once; `+` stays `+` (cos-protocol.md §2.4).
-    let decoded_path = percent_decode_str(raw_path)
-        .decode_utf8()
-        .map_err(|_| {
-            CosErr::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidURI",
-                "The path is not valid UTF-8.",
-            )
-        })?
-        .into_owned();
-    let query = Query::parse(raw_query);
-    let (bucket, key) = match bucket_from_host(host) {
-        Some(bucket) => (
-            Some(bucket),
-            decoded_path
-                .strip_prefix('/')
-                .unwrap_or(&decoded_path)
-                .to_string(),
-        ),
-        None => {
-            let rest = decoded_path.strip_prefix('/').unwrap_or(&decoded_path);
-            match rest.split_once('/') {
-                Some((b, k)) => (Some(b.to_string()), k.to_string()),
-                None if rest.is_empty() => (None, String::new()),
-                None => (Some(rest.to_string()), String::new()),
-            }
-        }
-    };
-    if let Some(b) = &bucket {
-        *resource = format!("{b}.cos.{}.myqcloud.com/{key}", app.region);
-    }
+    crate::clock::check_skew(&parts.headers, &route.query.0, crate::clock::unix_now())?;
     let caller = auth::verify(
         &SignedParts {
             method: parts.method.as_str(),
-            decoded_path: &decoded_path,
-            query: &query.0,
+            decoded_path: &route.decoded_path,
+            query: &route.query.0,
             headers: &parts.headers,
         },
         &app.credentials,
-        cosmount::cos::sign::unix_now(),
+        crate::clock::unix_now(),
     )?;
+    let bucket = route.bucket;
     let mut ctx = Ctx {
         app: app.clone(),
         method: parts.method.clone(),
         headers: parts.headers.clone(),
-        query,
+        query: route.query,
         bucket: bucket.clone(),
-        key,
+        key: route.key,
+        op: route.op,
         caller,
         request_id: request_id.to_string(),
         host: host.to_string(),
@@ -456,6 +661,53 @@ async fn prepare_and_dispatch(
     };
     let resp = ops::dispatch(&mut ctx).await?;
     Ok((resp, bucket))
+}
+
+/// A plain-text answer of an admin request.
+fn text_response(status: StatusCode, text: String) -> Response<Body> {
+    let text = format!("{text}\n");
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(hyper::header::CONTENT_LENGTH, text.len())
+        .body(Body::from(text))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// `/_cos-local/faults`: read (GET), replace (PUT) or clear (DELETE) the fault setting.
+/// Unsigned, so only loopback peers may use it.
+fn admin(app: &App, peer: SocketAddr, method: &Method, path: &str, query: &str) -> Response<Body> {
+    if !peer.ip().to_canonical().is_loopback() {
+        return text_response(
+            StatusCode::FORBIDDEN,
+            "cos-local admin requests are accepted from loopback addresses only".to_string(),
+        );
+    }
+    if path != "/_cos-local/faults" {
+        return text_response(
+            StatusCode::NOT_FOUND,
+            format!("no admin resource {path} (try /_cos-local/faults)"),
+        );
+    }
+    let mut faults = app.faults();
+    match *method {
+        Method::GET => text_response(StatusCode::OK, faults.describe()),
+        Method::DELETE => {
+            *faults = FaultConfig::default();
+            text_response(StatusCode::OK, faults.describe())
+        }
+        Method::PUT => match FaultConfig::from_query(&Query::parse(query)) {
+            Ok(config) => {
+                *faults = config;
+                text_response(StatusCode::OK, faults.describe())
+            }
+            Err(reason) => text_response(StatusCode::BAD_REQUEST, reason),
+        },
+        _ => text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET, PUT or DELETE on /_cos-local/faults".to_string(),
+        ),
+    }
 }
 
 /// The `<Error>` response (no body for HEAD).
@@ -553,6 +805,7 @@ fn log_line(
     out: u64,
     started: Instant,
     note: &str,
+    op: Operation,
 ) {
     if app.access_log.is_none() {
         return;
@@ -577,6 +830,9 @@ fn log_line(
         line.push_str(" fault=");
         line.push_str(note);
     }
+    // The operation is always the last field (parsers that read the first fields keep working).
+    line.push(' ');
+    line.push_str(op.name());
     app.log_access(&line);
 }
 

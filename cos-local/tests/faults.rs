@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{pattern, ServerProcess, BUCKET};
+use std::time::Duration;
+
+use common::{admin_request, pattern, ServerProcess, BUCKET};
 
 #[tokio::test]
 async fn slowdown_faults_answer_503_and_store_nothing() {
@@ -111,4 +113,105 @@ async fn latency_faults_still_serve_and_access_log_counts_requests() {
     assert!(fields
         .iter()
         .all(|f| f[6].starts_with("ms=") && f[7] == "fault=latency"));
+    // The operation name is the last field.
+    let ops: Vec<&str> = fields.iter().map(|f| *f.last().expect("fields")).collect();
+    assert_eq!(ops, ["PutObject", "GetObject", "GetBucket", "GetObject"]);
+}
+
+#[tokio::test]
+async fn drop_answer_applies_the_put_but_sends_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path(), &[]);
+    let c = server.client();
+    let line = server.set_faults("rate=1&kinds=drop-answer");
+    assert!(line.contains("kinds=drop-answer"), "{line}");
+    let data = pattern(300_000, 5);
+    let put = c
+        .try_send_full("PUT", BUCKET, "dropped", &[], &[], data.clone(), true)
+        .await;
+    assert!(put.is_err(), "a drop-answer PUT must get no answer");
+    server.clear_faults();
+    // The PUT was applied: a second request finds the object.
+    let got = c.get("dropped").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, data);
+}
+
+#[tokio::test]
+async fn ops_filter_hits_only_the_named_operation_and_count_turns_itself_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
+    let log_arg = log.to_str().expect("utf-8 path").to_string();
+    let server = ServerProcess::start(&dir.path().join("data"), &["--access-log", &log_arg]);
+    let c = server.client();
+    assert_eq!(c.put("k", b"one").await.status, 200);
+    server.set_faults("rate=1&kinds=slowdown&ops=PutObject&count=2");
+    // Not a PutObject: never faulted.
+    assert_eq!(c.get("k").await.status, 200);
+    assert_eq!(c.send("HEAD", "k", &[], &[], vec![]).await.status, 200);
+    // The first two PUTs get the fault and change nothing ...
+    for _ in 0..2 {
+        let r = c.put("k", b"two").await;
+        assert_eq!((r.status, r.code()), (503, "SlowDown".to_string()));
+    }
+    assert_eq!(c.get("k").await.body, b"one");
+    // ... then injection is off by itself.
+    let (status, setting) = admin_request(&server.addr, "GET", "/_cos-local/faults");
+    assert_eq!(status, 200);
+    assert!(setting.contains("count=0"), "{setting}");
+    assert_eq!(c.put("k", b"three").await.status, 200);
+    assert_eq!(c.get("k").await.body, b"three");
+
+    let text = std::fs::read_to_string(&log).expect("access log");
+    let faulted: Vec<&str> = text.lines().filter(|l| l.contains("fault=")).collect();
+    assert_eq!(faulted.len(), 2, "{text}");
+    assert!(faulted.iter().all(|l| l.ends_with(" PutObject")), "{text}");
+    assert!(text
+        .lines()
+        .any(|l| l.contains("/_cos-local/faults") && l.ends_with(" Admin")));
+}
+
+#[tokio::test]
+async fn stall_never_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path(), &[]);
+    server.set_faults("rate=1&kinds=stall&ops=GetObject");
+    let url = format!("http://{}/{BUCKET}/missing", server.addr);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let err = client
+        .get(&url)
+        .send()
+        .await
+        .expect_err("a stalled request never completes");
+    assert!(err.is_timeout(), "{err}");
+    // Other operations are still served, and clearing the faults ends the stall for new requests.
+    assert_eq!(server.client().put("k", b"x").await.status, 200);
+    server.clear_faults();
+    assert_eq!(server.client().get("k").await.status, 200);
+}
+
+#[tokio::test]
+async fn admin_requests_check_their_parameters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path(), &[]);
+    for bad in [
+        "rate=2&kinds=slowdown",
+        "rate=1&kinds=explode",
+        "rate=1&ops=NoSuchOp",
+        "kinds=slowdown",
+        "rate=1&count=-1",
+        "rate=1&bogus=1",
+    ] {
+        let (status, body) =
+            admin_request(&server.addr, "PUT", &format!("/_cos-local/faults?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(!body.trim().is_empty());
+    }
+    let (status, _) = admin_request(&server.addr, "GET", "/_cos-local/other");
+    assert_eq!(status, 404);
+    // Nothing was changed by the refused settings.
+    assert_eq!(server.client().put("k", b"x").await.status, 200);
 }

@@ -233,6 +233,45 @@ impl TestEnv {
         self.cos_local.stop();
     }
 
+    /// Change cos-local's fault injection at runtime, e.g.
+    /// `"rate=1&kinds=drop-answer&ops=CompleteMultipartUpload&count=1"` (README, cos-local
+    /// section). Panics with the server's answer unless it is 200.
+    pub fn set_faults(&self, query: &str) {
+        self.cos_local_admin("PUT", &format!("/_cos-local/faults?{query}"));
+    }
+
+    /// Turn cos-local's fault injection off.
+    pub fn clear_faults(&self) {
+        self.cos_local_admin("DELETE", "/_cos-local/faults");
+    }
+
+    /// One unsigned admin request over a plain HTTP/1.1 connection; panics unless 200.
+    fn cos_local_admin(&self, method: &str, target: &str) {
+        use std::io::Write;
+        let addr = self
+            .endpoint
+            .strip_prefix("http://")
+            .unwrap_or(&self.endpoint)
+            .trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("connect to cos-local at {addr}: {e}"));
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream
+            .write_all(head.as_bytes())
+            .unwrap_or_else(|e| panic!("send {method} {target}: {e}"));
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("read the answer to {method} {target}: {e}"));
+        let status = answer.split(' ').nth(1).unwrap_or("");
+        assert_eq!(
+            status, "200",
+            "cos-local refused {method} {target}:\n{answer}"
+        );
+    }
+
     /// The foreground cosmount process, for signal tests.
     pub fn mount_process(&mut self) -> Option<&mut Child> {
         self.mount.as_mut()

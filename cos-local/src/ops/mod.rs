@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use cosmount::cos::object::STORAGE_CLASSES;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Response, StatusCode};
 
 use crate::auth::Caller;
 use crate::error::{CosErr, OpResult};
 use crate::model::{ObjectAttrs, ObjectMeta};
+use crate::operation::Operation;
 use crate::server::Ctx;
 use crate::store::Bucket;
 
@@ -48,71 +49,63 @@ pub fn valid_bucket_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Route a request to its handler.
+/// Route a request to the handler of its operation ([`Operation::classify`]).
 pub async fn dispatch(ctx: &mut Ctx) -> OpResult<Response<Body>> {
+    use Operation as Op;
+    let op = ctx.op;
     let Some(bucket_name) = ctx.bucket.clone() else {
-        return match ctx.method {
-            Method::GET => bucket::list_buckets(ctx),
+        return match op {
+            Op::ListBuckets => bucket::list_buckets(ctx),
             _ => Err(CosErr::method_not_allowed()),
         };
     };
-    let q = &ctx.query;
-    if ctx.key.is_empty() {
-        if ctx.method == Method::PUT && !q.has("acl") && !q.has("cors") {
-            return bucket::put_bucket(ctx, &bucket_name);
-        }
-        let bucket = ctx
-            .app
-            .store
-            .bucket(&bucket_name)
-            .ok_or_else(CosErr::no_such_bucket)?;
-        let q = &ctx.query;
-        return match ctx.method {
-            Method::PUT if q.has("acl") => acl::put_bucket_acl(ctx, &bucket).await,
-            Method::PUT if q.has("cors") => cors::put_cors(ctx, &bucket).await,
-            Method::GET if q.has("acl") => acl::get_bucket_acl(ctx, &bucket),
-            Method::GET if q.has("cors") => cors::get_cors(ctx, &bucket),
-            Method::GET if q.has("location") => bucket::location(ctx, &bucket),
-            Method::GET if q.has("uploads") => multipart::list_uploads(ctx, &bucket),
-            Method::GET => bucket::list_objects(ctx, &bucket),
-            Method::HEAD => bucket::head_bucket(ctx, &bucket),
-            Method::DELETE if q.has("cors") => cors::delete_cors(ctx, &bucket),
-            Method::DELETE => bucket::delete_bucket(ctx, &bucket),
-            Method::POST if q.has("delete") => bucket::delete_multiple(ctx, &bucket).await,
-            Method::OPTIONS => cors::preflight(ctx, &bucket),
-            _ => Err(CosErr::method_not_allowed()),
-        };
+    match op {
+        Op::Unsupported => return Err(CosErr::not_implemented()),
+        Op::PutBucket => return bucket::put_bucket(ctx, &bucket_name),
+        _ => {}
     }
     let bucket = ctx
         .app
         .store
         .bucket(&bucket_name)
         .ok_or_else(CosErr::no_such_bucket)?;
-    if ctx.key.len() > MAX_KEY_BYTES {
+    if !ctx.key.is_empty() && ctx.key.len() > MAX_KEY_BYTES {
         return Err(CosErr::key_too_long());
     }
-    let q = &ctx.query;
-    let copy = ctx.headers.contains_key("x-cos-copy-source");
-    match ctx.method {
-        Method::PUT if q.has("acl") => acl::put_object_acl(ctx, &bucket).await,
-        Method::PUT if q.has("partNumber") && q.has("uploadId") && copy => {
-            multipart::upload_part_copy(ctx, &bucket).await
-        }
-        Method::PUT if q.has("partNumber") && q.has("uploadId") => {
-            multipart::upload_part(ctx, &bucket).await
-        }
-        Method::PUT if copy => object::copy_object(ctx, &bucket).await,
-        Method::PUT => object::put_object(ctx, &bucket).await,
-        Method::GET if q.has("acl") => acl::get_object_acl(ctx, &bucket),
-        Method::GET if q.has("uploadId") => multipart::list_parts(ctx, &bucket),
-        Method::GET => object::get_object(ctx, &bucket, false),
-        Method::HEAD => object::get_object(ctx, &bucket, true),
-        Method::DELETE if q.has("uploadId") => multipart::abort(ctx, &bucket),
-        Method::DELETE => object::delete_object(ctx, &bucket),
-        Method::POST if q.has("uploads") => multipart::initiate(ctx, &bucket),
-        Method::POST if q.has("uploadId") => multipart::complete(ctx, &bucket).await,
-        Method::OPTIONS => cors::preflight(ctx, &bucket),
-        _ => Err(CosErr::method_not_allowed()),
+    match op {
+        // Bucket level.
+        Op::PutBucketAcl => acl::put_bucket_acl(ctx, &bucket).await,
+        Op::PutBucketCors => cors::put_cors(ctx, &bucket).await,
+        Op::GetBucketAcl => acl::get_bucket_acl(ctx, &bucket),
+        Op::GetBucketCors => cors::get_cors(ctx, &bucket),
+        Op::GetBucketLocation => bucket::location(ctx, &bucket),
+        Op::ListMultipartUploads => multipart::list_uploads(ctx, &bucket),
+        Op::GetBucket => bucket::list_objects(ctx, &bucket),
+        Op::HeadBucket => bucket::head_bucket(ctx, &bucket),
+        Op::DeleteBucketCors => cors::delete_cors(ctx, &bucket),
+        Op::DeleteBucket => bucket::delete_bucket(ctx, &bucket),
+        Op::DeleteMultipleObjects => bucket::delete_multiple(ctx, &bucket).await,
+        Op::OptionsObject => cors::preflight(ctx, &bucket),
+        // Object level.
+        Op::PutObjectAcl => acl::put_object_acl(ctx, &bucket).await,
+        Op::UploadPartCopy => multipart::upload_part_copy(ctx, &bucket).await,
+        Op::UploadPart => multipart::upload_part(ctx, &bucket).await,
+        Op::PutObjectCopy => object::copy_object(ctx, &bucket).await,
+        Op::PutObject => object::put_object(ctx, &bucket).await,
+        Op::GetObjectAcl => acl::get_object_acl(ctx, &bucket),
+        Op::ListParts => multipart::list_parts(ctx, &bucket),
+        Op::GetObject => object::get_object(ctx, &bucket, false),
+        Op::HeadObject => object::get_object(ctx, &bucket, true),
+        Op::AbortMultipartUpload => multipart::abort(ctx, &bucket),
+        Op::DeleteObject => object::delete_object(ctx, &bucket),
+        Op::InitiateMultipartUpload => multipart::initiate(ctx, &bucket),
+        Op::CompleteMultipartUpload => multipart::complete(ctx, &bucket).await,
+        Op::ListBuckets
+        | Op::PutBucket
+        | Op::PostObject
+        | Op::Admin
+        | Op::Unsupported
+        | Op::Unknown => Err(CosErr::method_not_allowed()),
     }
 }
 

@@ -264,11 +264,17 @@ pub async fn copy_object(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Respon
         .unwrap_or("Copy")
         .to_string();
     let replace = match directive.as_str() {
-        d if d.eq_ignore_ascii_case("copy") => false,
-        d if d.eq_ignore_ascii_case("replaced") => true,
+        // COS's spelling (Copy / Replaced) and S3's (COPY / REPLACE), in any case: cosfs
+        // sends REPLACE for every rename, chmod and utimens.
+        d if d.trim().eq_ignore_ascii_case("copy") => false,
+        d if d.trim().eq_ignore_ascii_case("replaced")
+            || d.trim().eq_ignore_ascii_case("replace") =>
+        {
+            true
+        }
         _ => {
             return Err(CosErr::invalid_argument(
-                "x-cos-metadata-directive must be Copy or Replaced.",
+                "x-cos-metadata-directive must be Copy or Replaced (COPY or REPLACE).",
             ))
         }
     };

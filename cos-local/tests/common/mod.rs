@@ -99,6 +99,8 @@ pub struct Client {
     pub addr: String,
     pub secret_id: String,
     pub secret_key: String,
+    /// Seconds added to this machine's clock when signing (a client whose clock is off).
+    pub clock_offset: i64,
     http: reqwest::Client,
 }
 
@@ -150,6 +152,7 @@ impl Client {
             addr: addr.to_string(),
             secret_id: id.to_string(),
             secret_key: key.to_string(),
+            clock_offset: 0,
             http: reqwest::Client::new(),
         }
     }
@@ -222,7 +225,7 @@ impl Client {
             };
             let sig = sign(
                 &self.secret_key,
-                KeyTime::around_now(600, 0),
+                KeyTime::around_now(600, self.clock_offset),
                 &SignRequest {
                     method,
                     key: &signed_key,
@@ -313,4 +316,43 @@ pub fn raw_signed_request(
     let mut out = Vec::new();
     stream.read_to_end(&mut out).expect("read response");
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Send an unsigned admin request (`/_cos-local/...`) over a raw connection; returns the
+/// status and the body text.
+pub fn admin_request(addr: &str, method: &str, path_and_query: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read response");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl ServerProcess {
+    /// Replace the fault setting at runtime (`PUT /_cos-local/faults?{query}`); panics unless 200.
+    pub fn set_faults(&self, query: &str) -> String {
+        let (status, body) =
+            admin_request(&self.addr, "PUT", &format!("/_cos-local/faults?{query}"));
+        assert_eq!(status, 200, "set faults {query}: {body}");
+        body
+    }
+
+    pub fn clear_faults(&self) {
+        let (status, body) = admin_request(&self.addr, "DELETE", "/_cos-local/faults");
+        assert_eq!(status, 200, "clear faults: {body}");
+    }
 }
