@@ -209,6 +209,8 @@ fn rewrites_of_parts_in_flight_end_with_the_right_object() {
     let cache = tempfile::tempdir().unwrap();
     env.put("race/f.bin", pattern(20 * MIB, 4));
     mount_with_cache(&mut env, cache.path(), &["-o", "part_size=1M"]);
+    // Half the parts are slow: an earlier upload of a part can then land after a later one.
+    env.set_faults("rate=0.5&kinds=latency&ops=UploadPart&latency_ms=150");
     let mut reference = pattern(20 * MIB, 4);
     let f = OpenOptions::new()
         .write(true)
