@@ -33,6 +33,53 @@ fn object(env: &TestEnv, key: &str) -> Option<Vec<u8>> {
     Some(got.data.to_vec())
 }
 
+/// One access-log line: operation, status, bytes received.
+#[derive(Debug, Clone)]
+struct Logged {
+    op: String,
+    status: u16,
+    bytes_in: u64,
+}
+
+/// The requests cos-local logged on object `key`, in order.
+fn requests_on(env: &TestEnv, key: &str) -> Vec<Logged> {
+    let text = std::fs::read_to_string(&env.access_log).unwrap_or_default();
+    let want = format!("/{}/{key}", common::BUCKET);
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let target = fields.get(2)?;
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            if path != want {
+                return None;
+            }
+            let bytes_in = fields
+                .iter()
+                .find_map(|f| f.strip_prefix("in="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let _ = query;
+            Some(Logged {
+                op: fields.last()?.to_string(),
+                status: fields.get(3)?.parse().ok()?,
+                bytes_in,
+            })
+        })
+        .collect()
+}
+
+/// How many successful requests of operation `op` were made on `key`.
+fn count_ok(env: &TestEnv, key: &str, op: &str) -> usize {
+    requests_on(env, key)
+        .iter()
+        .filter(|r| r.op == op && r.status < 300)
+        .count()
+}
+
+fn sh(script: &str) -> std::process::Output {
+    Command::new("bash").arg("-c").arg(script).output().unwrap()
+}
+
 fn mount_with_cache(env: &mut TestEnv, cache: &Path, extra: &[&str]) {
     let opt = format!("cache_dir={}", cache.display());
     let mut args = vec!["-o", opt.as_str()];
@@ -68,7 +115,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -94,7 +144,10 @@ fn a_full_spool_disk_fails_the_handle_and_keeps_the_old_object() {
         .unwrap();
     assert!(!out.status.success(), "cp must fail on a full spool disk");
     // A later close of a new handle on it still sees the old content...
-    assert!(object(&env, "full/f.bin") == Some(old.clone()), "old object kept");
+    assert!(
+        object(&env, "full/f.bin") == Some(old.clone()),
+        "old object kept"
+    );
     // ... and writing the file by hand: the write fails, and so does close (sticky).
     let mut f = OpenOptions::new()
         .write(true)
@@ -111,7 +164,10 @@ fn a_full_spool_disk_fails_the_handle_and_keeps_the_old_object() {
     assert!(failed, "writes past the spool disk's size fail");
     assert!(f.sync_all().is_err(), "fsync after a failed write fails");
     drop(f);
-    assert!(object(&env, "full/f.bin") == Some(old), "old object still kept");
+    assert!(
+        object(&env, "full/f.bin") == Some(old),
+        "old object still kept"
+    );
     let _ = File::open(env.path("full")); // the mount is still alive
 }
 
@@ -136,7 +192,8 @@ impl CorruptingProxy {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let done = done.clone();
                 std::thread::spawn(move || {
                     use std::io::Read;
@@ -190,10 +247,16 @@ fn a_body_damaged_in_transit_never_replaces_the_object() {
     })();
     let stored = object(&env, "md5/f.bin").unwrap();
     match written {
-        Ok(()) => assert!(stored == new, "close succeeded: the object is the new content"),
+        Ok(()) => assert!(
+            stored == new,
+            "close succeeded: the object is the new content"
+        ),
         Err(e) => {
             assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-            assert_eq!(stored, b"old version", "a refused upload leaves the old version");
+            assert_eq!(
+                stored, b"old version",
+                "a refused upload leaves the old version"
+            );
         }
     }
 }
@@ -246,4 +309,85 @@ fn rewrites_of_parts_in_flight_end_with_the_right_object() {
     let stored = object(&env, "race/f.bin").unwrap();
     assert_eq!(stored.len(), reference.len());
     assert!(stored == reference, "the object equals the local reference");
+}
+
+/// Item 5: bash closes a dup of the fresh O_TRUNC descriptor before `printf` writes: that
+/// close must not upload an empty object (main sent two PUTs, the first of 0 bytes). And a
+/// loop whose every `head` closes a dup of the redirected stdout commits once, at the shell's
+/// own close (main committed at each of the 12).
+#[test]
+fn only_the_openers_close_commits_and_never_an_untouched_truncation() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    env.put("sh/x.txt", b"old content".to_vec());
+    mount_with_cache(&mut env, cache.path(), &[]);
+    let file = env.path("sh/x.txt");
+    let out = sh(&format!("printf x > '{}'", file.display()));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(object(&env, "sh/x.txt").unwrap(), b"x");
+    let puts: Vec<u64> = requests_on(&env, "sh/x.txt")
+        .iter()
+        .filter(|r| r.op == "PutObject")
+        .map(|r| r.bytes_in)
+        .collect();
+    // The seed (11 bytes), then exactly one PUT, of the final content.
+    assert_eq!(puts, vec![11, 1], "one PUT of the final content");
+
+    let looped = env.path("sh/loop.bin");
+    let out = sh(&format!(
+        "for i in $(seq 12); do head -c 1M /dev/urandom; done > '{}'",
+        looped.display()
+    ));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(object(&env, "sh/loop.bin").unwrap().len(), 12 * MIB);
+    let commits = count_ok(&env, "sh/loop.bin", "CompleteMultipartUpload")
+        + count_ok(&env, "sh/loop.bin", "PutObject");
+    assert_eq!(commits, 1, "one commit for the whole loop");
+
+    // `: > f` still truncates (committed when the handle is released).
+    let out = sh(&format!(": > '{}'", file.display()));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while object(&env, "sh/x.txt").unwrap() != b"" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "truncation committed at release"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Item 6: two O_APPEND writers through the same mount share one open file: no line lost
+/// (main lost half of them: each handle uploaded its own spool).
+#[test]
+fn two_appending_writers_lose_no_line() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    env.put("app/log.txt", b"start\n".to_vec());
+    mount_with_cache(&mut env, cache.path(), &[]);
+    let path = env.path("app/log.txt");
+    let mut a = OpenOptions::new().append(true).open(&path).unwrap();
+    let mut b = OpenOptions::new().append(true).open(&path).unwrap();
+    for i in 0..200 {
+        a.write_all(format!("a {i}\n").as_bytes()).unwrap();
+        b.write_all(format!("b {i}\n").as_bytes()).unwrap();
+    }
+    a.sync_all().unwrap();
+    drop(a);
+    b.sync_all().unwrap();
+    drop(b);
+    let text = String::from_utf8(object(&env, "app/log.txt").unwrap()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 401, "every line kept");
+    assert_eq!(lines[0], "start");
+    for i in 0..200 {
+        assert!(lines.contains(&format!("a {i}").as_str()), "a {i}");
+        assert!(lines.contains(&format!("b {i}").as_str()), "b {i}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the mount agrees"
+    );
 }

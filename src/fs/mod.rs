@@ -157,14 +157,18 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         if write {
             let truncate = flags.0 & libc::O_TRUNC != 0;
+            let pid = req.pid();
             return self.spawn(move |core| async move {
                 match core.open_for_write(ino.0, truncate).await {
-                    Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                    Ok(fh) => {
+                        core.note_opener(fh, pid);
+                        reply.opened(FileHandle(fh), FopenFlags::empty())
+                    }
                     Err(e) => fail("open", e, reply),
                 }
             });
@@ -205,16 +209,17 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // close(2) returns this: a handle open for writing uploads here and reports the real
-        // result (read handles have nothing to flush).
+        // close(2) returns this: the close by the opener of a handle open for writing uploads
+        // here and reports the real result (read handles have nothing to flush).
+        let pid = Some(req.pid()).filter(|p| *p != 0);
         self.spawn(move |core| async move {
-            match core.close_file(fh.0).await {
+            match core.close_file(fh.0, pid).await {
                 Ok(()) => reply.ok(),
                 Err(e) => fail("flush", e, reply),
             }
@@ -595,18 +600,22 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         reply: ReplyCreate,
     ) {
         let (name, ttl, uid, gid) = (name.to_os_string(), self.ttl, req.uid(), req.gid());
+        let pid = req.pid();
         self.spawn(move |core| async move {
             match core
                 .create_file(parent.0, &name, mode, umask, uid, gid)
                 .await
             {
-                Ok((attr, fh)) => reply.created(
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+                Ok((attr, fh)) => {
+                    core.note_opener(fh, pid);
+                    reply.created(
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                    )
+                }
                 Err(e) => fail("create", e, reply),
             }
         });

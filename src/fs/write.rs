@@ -321,7 +321,10 @@ enum PartSlot {
     /// read it, so its result will be dropped and the part sent again, but only after this
     /// task ended: two uploads of one part number never overlap (the later one could land
     /// first, and Complete would then name an ETag COS no longer holds).
-    InFlight { task: u64, stale: bool },
+    InFlight {
+        task: u64,
+        stale: bool,
+    },
     Done(DonePart),
 }
 
@@ -380,6 +383,10 @@ pub struct WriteHandle<S: ObjectStore> {
     upload: Option<Multipart>,
     /// First part not yet considered for upload while streaming.
     next_stream_part: u32,
+    /// The only change is the open itself (O_TRUNC, or O_CREAT of a new file): a close
+    /// before any write (a shell's dup'd descriptor) must not commit an empty object; release
+    /// or fsync do.
+    open_truncate_only: bool,
 }
 
 impl<S: ObjectStore> std::fmt::Debug for WriteHandle<S> {
@@ -417,6 +424,8 @@ impl<S: ObjectStore> WriteHandle<S> {
         };
         let mut handle = Self::new(store, key, cfg, attrs, carried, None, 0)?;
         handle.data_changed = true;
+        // Like O_TRUNC: a close before any write does not commit the empty file yet.
+        handle.open_truncate_only = true;
         Ok(handle)
     }
 
@@ -456,6 +465,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         };
         let mut handle = Self::new(store, &info.key, cfg, attrs, carried, base, size)?;
         handle.data_changed = truncate && info.size > 0;
+        handle.open_truncate_only = handle.data_changed;
         if handle.data_changed {
             handle.attrs.mtime = SystemTime::now();
         }
@@ -492,6 +502,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             meta_changed: false,
             upload: None,
             next_stream_part: 1,
+            open_truncate_only: false,
         })
     }
 
@@ -557,6 +568,11 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.data_changed || self.meta_changed
     }
 
+    /// The sticky error of a failed handle, if any (what a flush that does not commit reports).
+    pub fn check_failed(&self) -> Result<(), WriteError> {
+        self.check_usable()
+    }
+
     fn check_usable(&self) -> Result<(), WriteError> {
         match &self.phase {
             Phase::Failed(e) => Err(e.clone()),
@@ -571,7 +587,13 @@ impl<S: ObjectStore> WriteHandle<S> {
         }
     }
 
+    /// Is the O_TRUNC of the open the only change so far (see the field)?
+    pub fn only_open_truncate(&self) -> bool {
+        self.open_truncate_only && self.is_dirty()
+    }
+
     fn touch(&mut self) {
+        self.open_truncate_only = false;
         self.data_changed = true;
         self.attrs.mtime = SystemTime::now();
         if matches!(self.phase, Phase::Completed(_)) {
@@ -680,6 +702,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             self.attrs.mtime = mtime;
         }
         self.meta_changed = true;
+        self.open_truncate_only = false;
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
@@ -702,6 +725,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.check_usable()?;
         change(&mut self.carried);
         self.meta_changed = true;
+        self.open_truncate_only = false;
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
@@ -923,9 +947,11 @@ impl<S: ObjectStore> WriteHandle<S> {
             }
         };
         // One upload per part number at a time: wait for an earlier (stale) one to end.
-        while self.upload.as_ref().is_some_and(|u| {
-            matches!(u.parts.get(&number), Some(PartSlot::InFlight { .. }))
-        }) {
+        while self
+            .upload
+            .as_ref()
+            .is_some_and(|u| matches!(u.parts.get(&number), Some(PartSlot::InFlight { .. })))
+        {
             self.reap_one().await?;
         }
         let limit = self.parallel_limit(number);
@@ -937,13 +963,9 @@ impl<S: ObjectStore> WriteHandle<S> {
         };
         let task = upload.next_task;
         upload.next_task += 1;
-        upload.parts.insert(
-            number,
-            PartSlot::InFlight {
-                task,
-                stale: false,
-            },
-        );
+        upload
+            .parts
+            .insert(number, PartSlot::InFlight { task, stale: false });
         let store = self.store.clone();
         let key = self.key.clone();
         let upload_id = upload.upload_id.clone();
@@ -1141,6 +1163,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.data_changed = false;
         self.meta_changed = false;
         self.next_stream_part = 1;
+        self.open_truncate_only = false;
         self.phase = Phase::Completed(result);
     }
 

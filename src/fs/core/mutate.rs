@@ -42,7 +42,9 @@ impl WriteSettings {
     }
 }
 
-/// One open-for-write file handle.
+/// One file open for writing: shared by every write handle (fh) open on the inode, as a
+/// local file is, so two writers through this mount see each other's bytes and there is one
+/// spool and one upload per file.
 pub(super) struct OpenWriter<S: ObjectStore> {
     ino: u64,
     /// Follows renames of the file while it is open.
@@ -63,7 +65,10 @@ impl<S: ObjectStore> OpenWriter<S> {
 /// The write side's state inside the core.
 pub(super) struct Writers<S: ObjectStore> {
     settings: Mutex<Option<WriteSettings>>,
+    /// fh -> the open file (several fhs may share one).
     open: Mutex<HashMap<u64, Arc<OpenWriter<S>>>>,
+    /// fh -> thread group id of the process that opened it (see [`FsCore::close_file`]).
+    openers: Mutex<HashMap<u64, u32>>,
 }
 
 impl<S: ObjectStore> Writers<S> {
@@ -71,8 +76,22 @@ impl<S: ObjectStore> Writers<S> {
         Writers {
             settings: Mutex::new(None),
             open: Mutex::new(HashMap::new()),
+            openers: Mutex::new(HashMap::new()),
         }
     }
+}
+
+/// The process (thread group) of a task id, as FUSE requests carry the calling thread's id.
+fn thread_group_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(pid)
 }
 
 fn parent_of(path: &str) -> &str {
@@ -206,12 +225,36 @@ impl<S: ObjectStore> FsCore<S> {
         lock(&self.writers.open).get(&fh).cloned()
     }
 
+    /// The open files matching `pred`, each once (however many fhs share it).
     fn writers_where(&self, pred: impl Fn(&OpenWriter<S>) -> bool) -> Vec<Arc<OpenWriter<S>>> {
-        lock(&self.writers.open)
-            .values()
-            .filter(|w| pred(w))
-            .cloned()
-            .collect()
+        let mut found: Vec<Arc<OpenWriter<S>>> = Vec::new();
+        for w in lock(&self.writers.open).values() {
+            if pred(w) && !found.iter().any(|f| Arc::ptr_eq(f, w)) {
+                found.push(w.clone());
+            }
+        }
+        found
+    }
+
+    /// The file already open for writing on `ino` (not unlinked), to share.
+    fn open_writer_of(&self, ino: u64) -> Option<Arc<OpenWriter<S>>> {
+        self.writers_where(|w| w.ino == ino && !w.unlinked.load(Ordering::SeqCst))
+            .into_iter()
+            .next()
+    }
+
+    /// One more fh on an open file.
+    fn share_writer(&self, writer: Arc<OpenWriter<S>>) -> u64 {
+        let fh = self.next_handle();
+        lock(&self.writers.open).insert(fh, writer);
+        fh
+    }
+
+    /// Remember which process opened `fh` (the FUSE request's pid): only its close commits.
+    pub fn note_opener(&self, fh: u64, pid: u32) {
+        if self.is_write_handle(fh) {
+            lock(&self.writers.openers).insert(fh, thread_group_of(pid));
+        }
     }
 
     fn register_writer(&self, ino: u64, path: &str, handle: WriteHandle<S>) -> u64 {
@@ -388,6 +431,9 @@ impl<S: ObjectStore> FsCore<S> {
             Kind::Symlink => return Err(FsError::InvalidArgument("open of a symlink")),
             Kind::File => {}
         }
+        if let Some(writer) = self.open_writer_of(ino) {
+            return self.share_open_file(writer, truncate).await;
+        }
         let key = self.file_key(&node.path);
         let settings = self.write_settings()?;
         let handle = match self.store.head_object(&key).await {
@@ -421,8 +467,31 @@ impl<S: ObjectStore> FsCore<S> {
             posix: Some(posix_of(&handle.attrs())),
             ..node.stat.clone()
         };
+        // Another open of the inode may have won the race while we asked COS: share it.
+        if let Some(writer) = self.open_writer_of(ino) {
+            drop(handle);
+            return self.share_open_file(writer, truncate).await;
+        }
         self.inodes.set_stat(ino, stat);
         Ok(self.register_writer(ino, &node.path, handle))
+    }
+
+    /// open(2) of a file already open for writing: one more fh on the same spool and upload
+    /// (O_TRUNC empties it, as on a local file).
+    async fn share_open_file(&self, writer: Arc<OpenWriter<S>>, truncate: bool) -> FsResult<u64> {
+        if truncate {
+            let mut handle = writer.handle.lock().await;
+            handle.truncate(0).await?;
+            if let Ok(node) = self.node(writer.ino) {
+                let stat = Stat {
+                    size: 0,
+                    mtime: handle.attrs().mtime,
+                    ..node.stat
+                };
+                self.inodes.set_stat(writer.ino, stat);
+            }
+        }
+        Ok(self.share_writer(writer))
     }
 
     fn attrs_from_meta(&self, info: &ObjectInfo) -> FileAttrs {
@@ -473,14 +542,42 @@ impl<S: ObjectStore> FsCore<S> {
         self.upload(&writer).await
     }
 
-    /// flush as close(2) sends it: upload, then free the spool's disk space at once (the
-    /// handle's release follows; close returns before it).
-    pub async fn close_file(&self, fh: u64) -> FsResult<()> {
-        self.flush_file(fh).await?;
-        if let Some(writer) = self.writer(fh) {
+    /// flush as close(2) sends it, from process `pid`. Every close(2) of every descriptor
+    /// sends one (a shell's dup'd stdout, each child of `{ ...; } > f`), and close returns its
+    /// answer. So only the close by the process that opened the handle commits (uploads) the
+    /// file, and only once something was written (`printf x > f` closes a dup of the fresh
+    /// O_TRUNC descriptor before writing: that must not upload an empty object); other
+    /// flushes report an earlier failure, if any. What no flush committed, release does; fsync
+    /// always commits. After a commit by the handle's last fh the spool's disk space is freed
+    /// at once (release follows; close returns before it).
+    pub async fn close_file(&self, fh: u64, pid: Option<u32>) -> FsResult<()> {
+        let Some(writer) = self.writer(fh) else {
+            return self.flush_file(fh).await;
+        };
+        let opener = lock(&self.writers.openers).get(&fh).copied();
+        let by_opener = match (opener, pid) {
+            (Some(opener), Some(pid)) => thread_group_of(pid) == opener,
+            _ => true,
+        };
+        {
+            let handle = writer.handle.lock().await;
+            if !by_opener || handle.only_open_truncate() {
+                return handle.check_failed().map_err(FsError::from);
+            }
+        }
+        self.upload(&writer).await?;
+        if self.fhs_of(&writer) == 1 {
             writer.handle.lock().await.drop_local_copy();
         }
         Ok(())
+    }
+
+    /// How many fhs share this open file.
+    fn fhs_of(&self, writer: &Arc<OpenWriter<S>>) -> usize {
+        lock(&self.writers.open)
+            .values()
+            .filter(|w| Arc::ptr_eq(w, writer))
+            .count()
     }
 
     async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
@@ -507,13 +604,28 @@ impl<S: ObjectStore> FsCore<S> {
         Ok(())
     }
 
-    /// release: the last close of a handle. Normally flush already uploaded; this uploads
-    /// what a flush could not (its error can only be logged: release has no caller to tell).
+    /// release: the last close of a handle. When it is the last fh on the file, this uploads
+    /// what no flush committed (its error can only be logged: release has no caller to tell).
     pub async fn release_file(&self, fh: u64) {
         let Some(writer) = self.writer(fh) else {
             self.release(fh);
             return;
         };
+        lock(&self.writers.openers).remove(&fh);
+        {
+            // Decided under the lock, so of two racing releases exactly one is the last.
+            let mut open = lock(&self.writers.open);
+            let others = open
+                .iter()
+                .filter(|(other, w)| **other != fh && Arc::ptr_eq(w, &writer))
+                .count();
+            if others > 0 {
+                open.remove(&fh);
+                return;
+            }
+        }
+        // Still registered while it uploads: an open meanwhile shares it, never reads a stale
+        // object.
         if let Err(e) = self.upload(&writer).await {
             tracing::error!(path = %writer.path(), "upload at release failed: {e}");
         }
