@@ -1082,6 +1082,17 @@ impl<S: ObjectStore> WriteHandle<S> {
             .await;
         let result = match result {
             Ok(r) => r,
+            // The answer to an earlier try was lost and that try completed the upload: the
+            // retry finds no upload. Committed if the object is exactly what we sent.
+            Err(e) if e.code() == Some("NoSuchUpload") => {
+                match self.committed_anyway(size, combined, count).await {
+                    Some(r) => r,
+                    None => {
+                        self.upload = Some(upload);
+                        return Err(WriteError::cos("CompleteMultipartUpload", &self.key, e));
+                    }
+                }
+            }
             Err(e) => {
                 self.upload = Some(upload);
                 return Err(WriteError::cos("CompleteMultipartUpload", &self.key, e));
@@ -1113,6 +1124,30 @@ impl<S: ObjectStore> WriteHandle<S> {
             }
         }
         Ok(result)
+    }
+
+    /// After Complete answered NoSuchUpload: is the object the one this upload made (its
+    /// size, `count` parts, and the CRC-64 of what was sent)?
+    async fn committed_anyway(
+        &self,
+        size: u64,
+        sent_crc: Option<u64>,
+        count: u32,
+    ) -> Option<PutResult> {
+        let info = self.store.head_object(&self.key).await.ok()?;
+        let same = info.size == size
+            && sent_crc.is_some()
+            && info.crc64 == sent_crc
+            && info.etag.ends_with(&format!("-{count}"));
+        if !same {
+            return None;
+        }
+        tracing::info!(key = %self.key, etag = %info.etag,
+            "Complete answered NoSuchUpload, but the object is the one uploaded (an earlier answer was lost)");
+        Some(PutResult {
+            etag: info.etag,
+            crc64: info.crc64,
+        })
     }
 
     async fn put_whole(&mut self, size: u64) -> Result<PutResult, WriteError> {
