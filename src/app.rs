@@ -229,6 +229,7 @@ fn build_client(cfg: &MountConfig, creds: Credentials) -> anyhow::Result<Client>
     );
     cc.endpoint = cfg.endpoint.clone();
     cc.path_style = cfg.path_style;
+    cc.retry.budget = cfg.retry_budget;
     Client::new(cc).map_err(|e| anyhow!("{e}"))
 }
 

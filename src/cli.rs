@@ -33,7 +33,7 @@ only form mount(8) and /etc/fstab pass:
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
   auto_unmount uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
-  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH
+  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N retry_budget=SECS passwd_file=PATH
   log_file=PATH debug foreground fsname=NAME subtype=NAME
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
 Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): _netdev nofail auto noauto
@@ -150,6 +150,11 @@ struct RawArgs {
     #[arg(long, value_name = "N", help_heading = "Upload")]
     parallel_parts: Option<String>,
 
+    /// How long a failing COS request is retried, in seconds (default 30): a short outage
+    /// does not fail a write.
+    #[arg(long, value_name = "SECS", help_heading = "Upload")]
+    retry_budget: Option<String>,
+
     /// Log file used when running in the background.
     #[arg(long, value_name = "PATH", help_heading = "Logging")]
     log_file: Option<PathBuf>,
@@ -189,6 +194,8 @@ pub struct MountConfig {
     pub cache_dir: Option<PathBuf>,
     pub part_size: u64,
     pub parallel_parts: usize,
+    /// How long failing requests are retried (`-o retry_budget=SECS`).
+    pub retry_budget: std::time::Duration,
     pub passwd_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub debug: bool,
@@ -325,6 +332,7 @@ impl MountConfig {
         );
         valued(&mut pairs, raw.part_size, "part_size");
         valued(&mut pairs, raw.parallel_parts, "parallel_parts");
+        valued(&mut pairs, raw.retry_budget, "retry_budget");
         valued(
             &mut pairs,
             raw.log_file.map(|p| p.display().to_string()),
@@ -367,6 +375,7 @@ impl MountConfig {
             cache_dir: None,
             part_size: crate::fs::write::DEFAULT_PART_SIZE,
             parallel_parts: crate::fs::write::DEFAULT_PARALLEL_PARTS,
+            retry_budget: crate::cos::retry::DEFAULT_BUDGET,
             passwd_file: None,
             log_file: None,
             debug: false,
@@ -433,6 +442,15 @@ impl MountConfig {
                         return Err(invalid(name, &v, "size between 1M and 5G"));
                     }
                     cfg.part_size = size
+                }
+                "retry_budget" => {
+                    let v = need()?;
+                    let secs: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n <= 3600)
+                        .ok_or_else(|| invalid(name, &v, "seconds 0..3600"))?;
+                    cfg.retry_budget = std::time::Duration::from_secs(secs)
                 }
                 "parallel_parts" => {
                     let v = need()?;

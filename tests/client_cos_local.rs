@@ -30,6 +30,7 @@ fn client_for(server: &CosLocal, secret_key: &str) -> Client {
         max_attempts: 10,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(20),
+        budget: Duration::ZERO,
     };
     Client::new(cfg).expect("client")
 }

@@ -320,6 +320,7 @@ async fn network_errors_are_retried_then_reported() {
             .with_endpoint(format!("http://{addr}"));
     cfg.retry.base_delay = std::time::Duration::from_millis(1);
     cfg.retry.max_attempts = 2;
+    cfg.retry.budget = std::time::Duration::ZERO;
     let client = cosmount::cos::Client::new(cfg).unwrap();
     let err = ObjectStore::head_object(&client, "k").await.unwrap_err();
     assert!(matches!(err, CosError::Network { .. }), "{err:?}");

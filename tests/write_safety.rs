@@ -411,3 +411,24 @@ fn a_lost_complete_answer_is_checked_against_the_object() {
     env.clear_faults();
     assert!(object(&env, "lost/f.bin").unwrap() == data);
 }
+
+/// Item 8: a 5 s outage (every request answered 503 SlowDown) does not fail a write: the
+/// retry budget is tens of seconds (main gave up after about 1.5 s).
+#[test]
+fn a_five_second_outage_does_not_fail_a_write() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    mount_with_cache(&mut env, cache.path(), &[]);
+    std::fs::create_dir(env.path("outage")).unwrap();
+    let data = pattern(3 * MIB, 9);
+    let mut f = File::create(env.path("outage/f.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    env.set_faults("rate=1&kinds=slowdown");
+    // The fsync (the upload) runs during the outage; the server comes back 5 s later.
+    let syncing = std::thread::spawn(move || f.sync_all());
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    env.clear_faults();
+    let synced = syncing.join().unwrap();
+    synced.expect("the write survives the outage");
+    assert!(object(&env, "outage/f.bin").unwrap() == data);
+}

@@ -786,6 +786,7 @@ impl Client {
         let api = api_name(req);
         let mut attempt: u32 = 1;
         let mut skew_retried = false;
+        let started = std::time::Instant::now();
         loop {
             let sent = self.send_once(req).await;
             metrics.record_request(api, sent.as_ref().map_or(0, |r| r.status().as_u16()));
@@ -827,12 +828,14 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            if !retry::is_transient(&outcome) || attempt >= policy.max_attempts {
+            let delay = policy.delay_after(attempt);
+            if !retry::is_transient(&outcome)
+                || !policy.should_retry(attempt, started.elapsed(), delay)
+            {
                 tracing::debug!(method = %req.method, key = ?req.key, attempt, error = %outcome, "COS request failed");
                 return Err(outcome);
             }
             crate::metrics::Metrics::add(&metrics.retries, 1);
-            let delay = policy.delay_after(attempt);
             tracing::debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %outcome, "retrying COS request");
             tokio::time::sleep(delay).await;
             attempt += 1;

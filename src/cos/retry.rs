@@ -18,6 +18,10 @@ use super::error::{CosError, ServiceError};
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Default time budget: after `max_attempts`, a transient failure is still retried while the
+/// next try would start within this long of the first, so a server outage of a few seconds
+/// does not fail a write (`-o retry_budget=SECS`; 0 keeps only `max_attempts`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -25,6 +29,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Keep retrying past `max_attempts` while the next try starts within this long of the
+    /// first one.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -33,11 +40,18 @@ impl Default for RetryPolicy {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
+            budget: DEFAULT_BUDGET,
         }
     }
 }
 
 impl RetryPolicy {
+    /// Whether to try again after failed attempt `attempt`, `elapsed` after the first began,
+    /// waiting `delay` first.
+    pub fn should_retry(&self, attempt: u32, elapsed: Duration, delay: Duration) -> bool {
+        attempt < self.max_attempts || elapsed + delay <= self.budget
+    }
+
     /// How long to wait after failed attempt number `attempt` (1-based): `base * 2^(attempt-1)`
     /// capped at `max_delay`, then "equal jitter" (a uniform pick in the upper half) so many
     /// clients throttled together do not retry in lockstep, yet each still backs off.

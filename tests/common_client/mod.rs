@@ -265,6 +265,7 @@ impl MockCos {
             max_attempts: 5,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
+            budget: Duration::ZERO,
         };
         cfg
     }
