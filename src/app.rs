@@ -288,10 +288,13 @@ fn open_log_file(path: &Path) -> anyhow::Result<File> {
 /// `RUST_LOG` wins; else `-o debug`; else info for cosmount, warnings for fuser.
 fn init_logging(cfg: &MountConfig, to: LogTo) {
     use tracing_subscriber::EnvFilter;
+    // fuser::session's only warning is "Failed to umount filesystem: Invalid argument", logged
+    // on every `umount`/`fusermount3 -u`: the session drop unmounts again what the kernel
+    // already removed. Its errors still show.
     let default = if cfg.debug {
-        "cosmount=debug,fuser=info"
+        "cosmount=debug,fuser=info,fuser::session=error"
     } else {
-        "cosmount=info,fuser=warn"
+        "cosmount=info,fuser=warn,fuser::session=error"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
