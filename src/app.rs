@@ -733,6 +733,31 @@ mod tests {
     }
 
     #[test]
+    fn clock_skew_is_named_with_its_offset() {
+        let mut e = crate::cos::ServiceError {
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "Request has expired".into(),
+            ..Default::default()
+        };
+        let later = std::time::SystemTime::now() + Duration::from_secs(7200);
+        e.server_date = Some(httpdate::fmt_http_date(later));
+        let r = bucket_check_reason(&CosError::Service(e), &cfg());
+        assert!(r.contains("clock skew") && r.contains("2 h"), "{r}");
+        assert!(!r.contains("SecretKey"), "{r}");
+        assert!(clock_skew_text(None).contains("clock skew"));
+    }
+
+    #[test]
+    fn top_mount_is_the_last_on_the_path() {
+        let info =
+            "36 1 0:30 / /m rw - tmpfs tmpfs rw\n37 36 0:31 / /m rw - fuse.cosmount b-1:/ rw\n";
+        let m = top_mount(info, Path::new("/m")).unwrap();
+        assert_eq!(m.fstype, "fuse.cosmount");
+        assert!(top_mount(info, Path::new("/other")).is_none());
+    }
+
+    #[test]
     fn dev_fd_mountpoints() {
         assert_eq!(dev_fd(Path::new("/dev/fd/7")), Some(7));
         assert_eq!(dev_fd(Path::new("/mnt/x")), None);

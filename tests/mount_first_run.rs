@@ -49,7 +49,11 @@ fn unopenable_log_file_fails_the_mount_and_new_ones_are_0600() {
     let bad = format!("log_file={}/no/such/dir/log", dir.path().display());
     let out = env.mount_background(&["-o", &bad]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot open log file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot open log file"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!env.is_mounted());
 
     let log = dir.path().join("cosmount.log");
@@ -136,5 +140,9 @@ fn ordinary_session_logs_no_warning() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("unmounted"), "{text}");
     let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
-    assert!(warns.is_empty(), "warnings in the log:\n{}", warns.join("\n"));
+    assert!(
+        warns.is_empty(),
+        "warnings in the log:\n{}",
+        warns.join("\n")
+    );
 }
