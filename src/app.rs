@@ -67,12 +67,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(EXIT_MOUNT_FAILED);
         }
     };
-    if let Err(e) = check_mountpoint(&cfg.mountpoint) {
+    // Still one thread: the only safe moment to change the environment. The secrets are in
+    // `creds` now; children (fusermount3) and /proc/PID/environ must not see them.
+    credentials::scrub_environment();
+    if let Err(e) = check_mountpoint(&cfg) {
         eprintln!("cosmount: {e:#}");
         return ExitCode::from(EXIT_MOUNT_FAILED);
     }
     if cfg.foreground {
-        init_logging(&cfg, None);
+        init_logging(&cfg, LogTo::Stderr);
         match serve(&cfg, creds, &mut None) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -90,9 +93,25 @@ fn dev_fd(mountpoint: &Path) -> Option<i32> {
     mountpoint.to_str()?.strip_prefix("/dev/fd/")?.parse().ok()
 }
 
-fn check_mountpoint(mountpoint: &Path) -> anyhow::Result<()> {
+/// Refuse a mountpoint that is already a FUSE mount (a second daemon would stack on the first),
+/// is not a directory, or is not empty (its files would be hidden) unless `-o nonempty`.
+fn check_mountpoint(cfg: &MountConfig) -> anyhow::Result<()> {
+    let mountpoint = cfg.mountpoint.as_path();
     if dev_fd(mountpoint).is_some() {
         return Ok(());
+    }
+    // Before any stat: a FUSE mount whose daemon died answers ENOTCONN, a hung one never.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(m) = top_mount(&info, &absolute(mountpoint)) {
+        if m.fstype == "fuse" || m.fstype.starts_with("fuse.") || m.fstype == "fuseblk" {
+            return Err(anyhow!(
+                "mountpoint {} is already a FUSE mount ({} {}); unmount it first: fusermount3 -u {}",
+                mountpoint.display(),
+                m.fstype,
+                m.source,
+                mountpoint.display()
+            ));
+        }
     }
     let meta = std::fs::metadata(mountpoint)
         .with_context(|| format!("mountpoint {}", mountpoint.display()))?;
@@ -102,10 +121,67 @@ fn check_mountpoint(mountpoint: &Path) -> anyhow::Result<()> {
             mountpoint.display()
         ));
     }
+    // A directory we cannot read is left to mount(2) to judge.
+    let non_empty = std::fs::read_dir(mountpoint).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !cfg.nonempty {
+        return Err(anyhow!(
+            "mountpoint {} is not empty: the mount would hide its files; empty it or pass -o nonempty to mount anyway",
+            mountpoint.display()
+        ));
+    }
     Ok(())
 }
 
+/// `path` made absolute without following its last component (which may be a dead mount).
+fn absolute(path: &Path) -> PathBuf {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(p) => p.join(name),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// One line of /proc/self/mountinfo, the fields cosmount looks at.
+#[derive(Debug, PartialEq, Eq)]
+struct MountEntry {
+    fstype: String,
+    source: String,
+}
+
+/// The visible (last) mount on `point` in mountinfo text.
+fn top_mount(mountinfo: &str, point: &Path) -> Option<MountEntry> {
+    mountinfo.lines().rev().find_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let here = head.split(' ').nth(4)?;
+        if Path::new(&unescape_mountinfo(here)) != point {
+            return None;
+        }
+        let mut t = tail.split(' ');
+        let fstype = t.next()?.to_string();
+        let source = unescape_mountinfo(t.next().unwrap_or(""));
+        Some(MountEntry { fstype, source })
+    })
+}
+
 fn daemonize(cfg: &MountConfig, creds: (Credentials, String)) -> ExitCode {
+    // Opened here, so a log file that cannot be opened fails the command with the reason.
+    let log_to = match &cfg.log_file {
+        Some(path) => match open_log_file(path) {
+            Ok(f) => LogTo::File(f),
+            Err(e) => {
+                eprintln!("cosmount: {e:#}");
+                return ExitCode::from(EXIT_MOUNT_FAILED);
+            }
+        },
+        None => LogTo::Discard,
+    };
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into the array we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -127,10 +203,7 @@ fn daemonize(cfg: &MountConfig, creds: (Credentials, String)) -> ExitCode {
             // SAFETY: plain syscall; detaches from the terminal's session and signals.
             unsafe { libc::setsid() };
             let mut status = Some(File::from(write_end));
-            init_logging(
-                cfg,
-                cfg.log_file.as_deref().or(Some(Path::new("/dev/null"))),
-            );
+            init_logging(cfg, log_to);
             match serve(cfg, creds, &mut status) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -187,33 +260,51 @@ fn wait_for_child(status: File, child: libc::pid_t) -> ExitCode {
     ExitCode::from(EXIT_MOUNT_FAILED)
 }
 
-/// `RUST_LOG` wins; else `-o debug`; else info for cosmount, warnings for fuser. `file` is the
-/// log destination in the background (stderr when `None`).
-fn init_logging(cfg: &MountConfig, file: Option<&Path>) {
+/// Where the log goes: stderr in the foreground, the log file or nowhere in the background.
+enum LogTo {
+    Stderr,
+    File(File),
+    Discard,
+}
+
+/// Open (or create, mode 0600: the log carries request ids and bucket names) the log file for
+/// appending. An existing file keeps its mode.
+fn open_log_file(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_dir() {
+        return Err(anyhow!(
+            "cannot open log file {}: it is a directory",
+            path.display()
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open log file {}", path.display()))
+}
+
+/// `RUST_LOG` wins; else `-o debug`; else info for cosmount, warnings for fuser.
+fn init_logging(cfg: &MountConfig, to: LogTo) {
     use tracing_subscriber::EnvFilter;
+    // fuser::session's only warning is "Failed to umount filesystem: Invalid argument", logged
+    // on every `umount`/`fusermount3 -u`: the session drop unmounts again what the kernel
+    // already removed. Its errors still show.
     let default = if cfg.debug {
-        "cosmount=debug,fuser=info"
+        "cosmount=debug,fuser=info,fuser::session=error"
     } else {
-        "cosmount=info,fuser=warn"
+        "cosmount=info,fuser=warn,fuser::session=error"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match file {
-        None => builder.with_writer(std::io::stderr).try_init(),
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(f) => builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init(),
-            Err(e) => {
-                eprintln!("cosmount: cannot open log file {}: {e}", path.display());
-                builder.with_writer(std::io::stderr).try_init()
-            }
-        },
+    let result = match to {
+        LogTo::Stderr => builder.with_writer(std::io::stderr).try_init(),
+        LogTo::File(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        LogTo::Discard => builder.with_writer(std::io::sink).try_init(),
     };
     // Only fails if a subscriber is already set (tests); keep that one.
     let _ = result;
@@ -239,7 +330,9 @@ async fn check_bucket<S: ObjectStore>(store: &S, cfg: &MountConfig) -> anyhow::R
         Ok(_) => return Ok(()),
         Err(e) => e,
     };
-    // A HEAD answer has no body, so a 403 does not say why. A one-key LIST does.
+    // A HEAD answer has no body, so a 403 does not say why. A one-key LIST does; if the why
+    // was clock skew, the client learns the server's time from that answer and the LIST's
+    // retry succeeds, so ask HEAD again with the corrected clock.
     let err = if err.status() == Some(403) {
         let probe = ListParams {
             max_keys: Some(1),
@@ -247,7 +340,11 @@ async fn check_bucket<S: ObjectStore>(store: &S, cfg: &MountConfig) -> anyhow::R
         };
         match store.list_objects(&probe).await {
             Err(e) if e.status() == Some(403) => e,
-            _ => err,
+            Ok(_) => match store.head_bucket().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            },
+            Err(_) => err,
         }
     } else {
         err
@@ -267,12 +364,16 @@ pub fn bucket_check_reason(e: &CosError, cfg: &MountConfig) -> String {
     let bucket = &cfg.bucket;
     let at = where_(cfg);
     match e {
+        CosError::Service(s) if crate::cos::retry::is_clock_skew(s) => {
+            let offset = s
+                .server_date
+                .as_deref()
+                .and_then(|d| httpdate::parse_http_date(d).ok())
+                .map(|server| unix_secs(server) - crate::cos::sign::unix_now());
+            format!("{}; set the system clock (NTP) ({e})", clock_skew_text(offset))
+        }
         CosError::Service(s) => match (s.status, s.code.as_str()) {
             (404, _) => format!("bucket {bucket} not found at {at} (check the name, which includes -APPID, and the region)"),
-            (_, "RequestTimeTooSkewed") => format!("signature/clock problem: COS says the request time is too skewed; check the system clock ({e})"),
-            (403, "AccessDenied") if s.message.contains("expired") => {
-                format!("signature/clock problem: the signature expired on arrival; check the system clock ({e})")
-            }
             (_, "SignatureDoesNotMatch") => format!("signature does not match: wrong SecretKey for this SecretId? ({e})"),
             (_, "InvalidAccessKeyId") => format!("access denied: unknown SecretId ({e})"),
             (403, _) => format!("access denied to bucket {bucket}: bad SecretId/SecretKey or no permission ({e})"),
@@ -281,6 +382,34 @@ pub fn bucket_check_reason(e: &CosError, cfg: &MountConfig) -> String {
         CosError::Network { .. } => format!("endpoint unreachable: {e}"),
         _ => format!("bucket check failed for {bucket} at {at}: {e}"),
     }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// "clock skew: this machine's clock is 2 h 0 min behind the server's (offset +7200 s)"; the
+/// request was refused even when signed with the server's time, or the server gave none.
+fn clock_skew_text(offset: Option<i64>) -> String {
+    let Some(offset) = offset else {
+        return "clock skew: COS refused the request time and sent no Date to correct it by"
+            .to_string();
+    };
+    let abs = offset.unsigned_abs();
+    let way = if offset >= 0 { "behind" } else { "ahead of" };
+    let amount = if abs >= 3600 {
+        format!("{} h {} min", abs / 3600, abs % 3600 / 60)
+    } else if abs >= 60 {
+        format!("{} min {} s", abs / 60, abs % 60)
+    } else {
+        format!("{abs} s")
+    };
+    format!(
+        "clock skew: this machine's clock is {amount} {way} the server's (offset {offset:+} s), and COS refused the request even when signed with the server's time"
+    )
 }
 
 fn fuse_config(cfg: &MountConfig) -> Config {
@@ -602,6 +731,31 @@ mod tests {
             message: "refused".into(),
         };
         assert!(reason(net).starts_with("endpoint unreachable"));
+    }
+
+    #[test]
+    fn clock_skew_is_named_with_its_offset() {
+        let mut e = crate::cos::ServiceError {
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "Request has expired".into(),
+            ..Default::default()
+        };
+        let later = std::time::SystemTime::now() + Duration::from_secs(7200);
+        e.server_date = Some(httpdate::fmt_http_date(later));
+        let r = bucket_check_reason(&CosError::Service(e), &cfg());
+        assert!(r.contains("clock skew") && r.contains("2 h"), "{r}");
+        assert!(!r.contains("SecretKey"), "{r}");
+        assert!(clock_skew_text(None).contains("clock skew"));
+    }
+
+    #[test]
+    fn top_mount_is_the_last_on_the_path() {
+        let info =
+            "36 1 0:30 / /m rw - tmpfs tmpfs rw\n37 36 0:31 / /m rw - fuse.cosmount b-1:/ rw\n";
+        let m = top_mount(info, Path::new("/m")).unwrap();
+        assert_eq!(m.fstype, "fuse.cosmount");
+        assert!(top_mount(info, Path::new("/other")).is_none());
     }
 
     #[test]

@@ -32,7 +32,7 @@ only form mount(8) and /etc/fstab pass:
   examplebucket-1250000000 /mnt/cos fuse.cosmount _netdev,region=ap-guangzhou,allow_other 0 0
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
-  auto_unmount uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
+  auto_unmount nonempty uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
   read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N retry_budget=SECS passwd_file=PATH
   log_file=PATH debug foreground fsname=NAME subtype=NAME
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
@@ -48,8 +48,10 @@ and must not be readable by group or others (chmod 600).
 
 Without -f, cosmount checks the bucket, mounts, and returns once the mount is live; errors are
 printed and the exit status is non-zero. Unmount with `umount MOUNTPOINT` or
-`fusermount3 -u MOUNTPOINT`. Logs: RUST_LOG or -o debug; in the background they go to
--o log_file=PATH (otherwise they are discarded).";
+`fusermount3 -u MOUNTPOINT`. A mountpoint that is already a FUSE mount is refused; one that is
+not empty is refused unless -o nonempty. Logs: RUST_LOG or -o debug; in the background they go
+to -o log_file=PATH (created mode 0600; a file that cannot be opened fails the mount), otherwise
+they are discarded.";
 
 /// What clap parses. Only validation close to the command line happens here; the typed
 /// [`MountConfig`] is built from it by [`parse`].
@@ -108,6 +110,10 @@ struct RawArgs {
     /// Unmount automatically when cosmount exits (uses fusermount3).
     #[arg(long, help_heading = "Mount")]
     auto_unmount: bool,
+
+    /// Mount even if the mountpoint is not empty (its files are hidden while mounted).
+    #[arg(long, help_heading = "Mount")]
+    nonempty: bool,
 
     /// Owner of every file (default: the mounting user), unless x-cos-meta-uid says otherwise.
     #[arg(long, value_name = "UID", help_heading = "Permissions")]
@@ -183,6 +189,8 @@ pub struct MountConfig {
     pub allow_other: bool,
     pub allow_root: bool,
     pub auto_unmount: bool,
+    /// Mount on a directory that is not empty (`-o nonempty`); refused otherwise.
+    pub nonempty: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub umask: u32,
@@ -318,6 +326,7 @@ impl MountConfig {
         flag(&mut pairs, raw.allow_other, "allow_other");
         flag(&mut pairs, raw.allow_root, "allow_root");
         flag(&mut pairs, raw.auto_unmount, "auto_unmount");
+        flag(&mut pairs, raw.nonempty, "nonempty");
         valued(&mut pairs, raw.uid, "uid");
         valued(&mut pairs, raw.gid, "gid");
         valued(&mut pairs, raw.umask, "umask");
@@ -365,6 +374,7 @@ impl MountConfig {
             allow_other: false,
             allow_root: false,
             auto_unmount: false,
+            nonempty: false,
             uid: None,
             gid: None,
             umask: 0o022,
@@ -422,6 +432,10 @@ impl MountConfig {
                 "auto_unmount" => {
                     no_value()?;
                     cfg.auto_unmount = true
+                }
+                "nonempty" => {
+                    no_value()?;
+                    cfg.nonempty = true
                 }
                 "uid" => cfg.uid = Some(parse_id(name, &need()?)?),
                 "gid" => cfg.gid = Some(parse_id(name, &need()?)?),

@@ -59,6 +59,8 @@ pub enum CredentialsError {
         "credentials file {path} can be read by group or others (mode {mode:04o}); run: chmod 600 {path}"
     )]
     TooOpen { path: String, mode: u32 },
+    #[error("credentials file {path} is a directory; passwd_file must name a file of bucket:SecretId:SecretKey lines")]
+    IsDirectory { path: String },
     #[error("cannot read credentials file {path}: {reason}")]
     Unreadable { path: String, reason: String },
     #[error("credentials file {path} has no usable line for bucket {bucket} (expected bucket:SecretId:SecretKey or SecretId:SecretKey)")]
@@ -129,6 +131,9 @@ fn read_file(path: &Path, bucket: &str) -> Result<Credentials, CredentialsError>
         reason: e.to_string(),
     };
     let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(CredentialsError::IsDirectory { path: shown });
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(CredentialsError::TooOpen { path: shown, mode });
@@ -138,6 +143,46 @@ fn read_file(path: &Path, bucket: &str) -> Result<Credentials, CredentialsError>
         path: shown,
         bucket: bucket.to_string(),
     })
+}
+
+/// Environment variables that hold secrets; [`scrub_environment`] removes them once read.
+/// (`COS_SECRET_ID` is not secret and stays.)
+pub const SECRET_ENV_VARS: [&str; 2] = ["COS_SECRET_KEY", "COS_SECURITY_TOKEN"];
+
+/// Remove [`SECRET_ENV_VARS`] from the process environment, and overwrite their original text
+/// with NUL bytes: `unsetenv` only unlinks the entry, while `/proc/PID/environ` shows the
+/// environment block the process started with. Afterwards neither children (fusermount3)
+/// nor anyone reading `/proc/PID/environ` sees the secrets.
+///
+/// Must be called while the process has one thread (early in `main`, before the runtime or
+/// logging start): changing the environment races with any other thread reading it.
+pub fn scrub_environment() {
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    for name in SECRET_ENV_VARS {
+        let prefix = format!("{name}=");
+        let mut texts: Vec<(*mut libc::c_char, usize)> = Vec::new();
+        // SAFETY: single-threaded (see above), so nothing changes `environ` while we walk it;
+        // it is NULL or a NULL-terminated array of pointers to NUL-terminated strings.
+        unsafe {
+            let mut entry = std::ptr::addr_of!(environ).read();
+            while !entry.is_null() && !(*entry).is_null() {
+                let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                if text.starts_with(prefix.as_bytes()) {
+                    texts.push((*entry, text.len()));
+                }
+                entry = entry.add(1);
+            }
+        }
+        std::env::remove_var(name);
+        for (ptr, len) in texts {
+            // SAFETY: the string is writable memory (the initial environment block on the
+            // stack, or a copy setenv allocated), `len` bytes long, and no longer reachable
+            // through `environ`: glibc's unsetenv neither frees nor reuses it.
+            unsafe { std::ptr::write_bytes(ptr, 0, len) };
+        }
+    }
 }
 
 /// cosfs format: the line for this bucket wins; otherwise the first `SecretId:SecretKey` line.
@@ -244,6 +289,20 @@ mod tests {
         assert_eq!(resolve("b", &look).unwrap().0.secret_id, "SYS");
         look.system_file = dir.path().join("missing");
         assert_eq!(resolve("b", &look).unwrap_err(), CredentialsError::NotFound);
+    }
+
+    #[test]
+    fn directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let look = Lookup {
+            passwd_file: Some(dir.path()),
+            env: &no_env,
+            home: None,
+            system_file: dir.path().join("none"),
+        };
+        let e = resolve("b", &look).unwrap_err();
+        assert!(matches!(e, CredentialsError::IsDirectory { .. }), "{e:?}");
+        assert!(e.to_string().contains("is a directory"), "{e}");
     }
 
     #[test]

@@ -27,9 +27,9 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -663,6 +663,24 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         // Objects have no preallocation; EOPNOTSUPP makes tools fall back to plain writes.
         tracing::debug!("fallocate refused: COS objects cannot preallocate space");
         reply.error(Errno::EOPNOTSUPP);
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // No file here has device controls: ENOTTY, what a regular file on a local disk
+        // answers (tools probe with FS_IOC_GETFLAGS, FICLONE, TCGETS... and move on). Quietly:
+        // fuser's default logs a warning for each.
+        tracing::trace!(cmd, "ioctl refused with ENOTTY");
+        reply.error(Errno::ENOTTY);
     }
 }
 
