@@ -33,6 +33,10 @@ use crate::fs::{CosFs, FsConfig, FsCore, WriteSettings};
 /// errors with backoff, so this is generous; a mount that takes longer is reported as failed.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Retry budget of the start-up bucket check: a black-hole endpoint (accepts, never answers)
+/// fails the mount after about this long, plus one stall timeout at most.
+const STARTUP_CHECK_BUDGET: Duration = Duration::from_secs(10);
+
 /// How long SIGTERM/SIGINT wait for files open for writing to upload before unmounting
 /// (below systemd's default 90 s stop timeout).
 const SHUTDOWN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -229,6 +233,9 @@ fn build_client(cfg: &MountConfig, creds: Credentials) -> anyhow::Result<Client>
     );
     cc.endpoint = cfg.endpoint.clone();
     cc.path_style = cfg.path_style;
+    cc.connect_timeout = cfg.connect_timeout;
+    cc.stall_timeout = cfg.stall_timeout;
+    cc.retry_budget = cfg.retry_budget;
     Client::new(cc).map_err(|e| anyhow!("{e}"))
 }
 
@@ -354,7 +361,10 @@ fn serve(
         .build()
         .context("starting the async runtime")?;
     let client = build_client(cfg, creds)?;
-    rt.block_on(check_bucket(&client, cfg))?;
+    // The start-up check gets a short retry budget, so a black-hole endpoint fails the mount
+    // within about STARTUP_CHECK_BUDGET instead of the full per-operation budget.
+    let probe = client.with_retry_budget(cfg.retry_budget.min(STARTUP_CHECK_BUDGET));
+    rt.block_on(check_bucket(&probe, cfg))?;
 
     if let Some(addr) = cfg.metrics_addr {
         // Before mounting, so a taken port fails the mount command with a clear reason.

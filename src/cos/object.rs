@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use super::client::{header_str, AnswerBody, Client, CosRequest, PutBody};
 use super::crc64::Crc64;
 use super::error::{CosError, Result, ServiceError};
+use super::retry::Watch;
 use super::store::{
     ContentHeaders, CopyParams, MetadataDirective, ObjectInfo, PutOptions, PutResult, RangeData,
 };
@@ -100,7 +101,9 @@ impl std::fmt::Debug for GetObjectOutput {
 }
 
 /// A response body as a stream of chunks. It ends with an error if the connection closes
-/// before Content-Length bytes arrived, so a short body is never taken for a whole one.
+/// before Content-Length bytes arrived, so a short body is never taken for a whole one, and
+/// with a network error when the body stalls or the operation's retry budget is spent with
+/// nothing moving (see `retry::Watch`).
 pub struct ByteStream {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>,
     /// Content-Length of the answer.
@@ -108,19 +111,33 @@ pub struct ByteStream {
 }
 
 impl ByteStream {
-    fn from_response(resp: reqwest::Response, expected: u64) -> ByteStream {
+    fn from_response(resp: reqwest::Response, expected: u64, watch: Watch) -> ByteStream {
         // Scheme, host and port only: enough to say who stopped talking.
         let endpoint = resp.url().origin().ascii_serialization();
         let chunks = resp.bytes_stream();
         let stream = futures::stream::unfold(
-            (chunks, 0u64, false),
-            move |(mut chunks, received, done)| {
+            (chunks, 0u64, false, tokio::time::Instant::now()),
+            move |(mut chunks, received, done, last)| {
                 let endpoint = endpoint.clone();
                 async move {
                     if done {
                         return None;
                     }
-                    match chunks.next().await {
+                    let next = match watch.read(last, chunks.next()).await {
+                        Ok(next) => next,
+                        Err(why) => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!(
+                                    "reading object body after {received} of {expected} bytes: {}",
+                                    why.describe()
+                                ),
+                            };
+                            return Some((Err(e), (chunks, received, true, last)));
+                        }
+                    };
+                    let last = tokio::time::Instant::now();
+                    match next {
                         Some(Ok(chunk)) => {
                             crate::metrics::Metrics::add(
                                 &crate::metrics::global().bytes_downloaded,
@@ -131,16 +148,16 @@ impl ByteStream {
                                 let e = CosError::InvalidResponse(format!(
                                     "body longer than its Content-Length {expected}"
                                 ));
-                                return Some((Err(e), (chunks, received, true)));
+                                return Some((Err(e), (chunks, received, true, last)));
                             }
-                            Some((Ok(chunk), (chunks, received, false)))
+                            Some((Ok(chunk), (chunks, received, false, last)))
                         }
                         Some(Err(e)) => {
                             let e = CosError::Network {
                                 endpoint,
                                 message: format!("reading object body: {e}"),
                             };
-                            Some((Err(e), (chunks, received, true)))
+                            Some((Err(e), (chunks, received, true, last)))
                         }
                         None if received < expected => {
                             let e = CosError::Network {
@@ -149,7 +166,7 @@ impl ByteStream {
                                     "object body ended after {received} of {expected} bytes"
                                 ),
                             };
-                            Some((Err(e), (chunks, received, true)))
+                            Some((Err(e), (chunks, received, true, last)))
                         }
                         None => None,
                     }
@@ -391,6 +408,16 @@ impl Client {
 
     /// GET Object; the body streams (see [`ByteStream`]).
     pub async fn get_object(&self, key: &str, opts: &GetObjectOptions) -> Result<GetObjectOutput> {
+        self.get_object_within(key, opts, None).await
+    }
+
+    /// GET Object within the budget of `watch` (an operation already under way), or a new one.
+    async fn get_object_within(
+        &self,
+        key: &str,
+        opts: &GetObjectOptions,
+        watch: Option<Watch>,
+    ) -> Result<GetObjectOutput> {
         let mut req = CosRequest::new(Method::GET, Some(key));
         if let Some((first, last)) = opts.range {
             if first > last {
@@ -412,7 +439,8 @@ impl Client {
                 o.content_disposition.clone(),
             )
             .query_opt("response-content-encoding", o.content_encoding.clone());
-        let answer = self.execute(&req).await?;
+        let watch = watch.unwrap_or_else(|| self.watch_for(&req));
+        let answer = self.execute_within(&req, watch).await?;
         let content_length =
             parse_u64_header(&answer.headers, "content-length")?.ok_or_else(|| {
                 CosError::InvalidResponse("GET Object answer without Content-Length".into())
@@ -443,7 +471,7 @@ impl Client {
             info,
             content_length,
             content_range,
-            body: ByteStream::from_response(resp, content_length),
+            body: ByteStream::from_response(resp, content_length, answer.watch),
         })
     }
 
@@ -476,14 +504,19 @@ impl Client {
             ..Default::default()
         };
         // The request itself is retried inside `get_object`; a body cut off half-way is
-        // retried here, with the same policy, since the bytes are wanted in memory anyway.
+        // retried here, with the same policy and within the same budget, since the bytes are
+        // wanted in memory anyway.
         let policy = self.config().retry;
+        let watch = self.watch_for(&CosRequest::new(Method::GET, Some(key)));
         let mut attempt = 1;
         loop {
             // Errors before the body (already retried inside) are final here.
-            let out = self.get_object(key, &opts).await?;
+            let out = self.get_object_within(key, &opts, Some(watch)).await?;
             match read_range_body(out, start, len).await {
-                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+                Err(e @ CosError::Network { .. })
+                    if attempt < policy.max_attempts
+                        && watch.allows_retry_after(policy.delay_after(attempt)) =>
+                {
                     tracing::debug!(key, attempt, error = %e, "retrying a ranged GET cut short");
                     tokio::time::sleep(policy.delay_after(attempt)).await;
                     attempt += 1;
@@ -504,9 +537,10 @@ impl Client {
         path: &Path,
     ) -> Result<ObjectInfo> {
         let policy = self.config().retry;
+        let watch = self.watch_for(&CosRequest::new(Method::GET, Some(key)));
         let mut attempt = 1;
         loop {
-            let out = self.get_object(key, opts).await?;
+            let out = self.get_object_within(key, opts, Some(watch)).await?;
             match write_body_to_file(key, out, path).await {
                 Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
                     tracing::debug!(key, attempt, error = %e, "retrying a download cut short");
