@@ -355,6 +355,10 @@ fn serve(
     status: &mut Option<File>,
 ) -> anyhow::Result<()> {
     tracing::info!(bucket = %cfg.bucket, prefix = %cfg.prefix, credentials = %source, "starting");
+    // The one memory budget (block cache, prefetch, part buffers, listings), before anything
+    // allocates data; and an allocator that does not hoard per-thread arenas.
+    crate::memory::tune_allocator();
+    crate::memory::configure(cfg.memory_limit);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmount-io")

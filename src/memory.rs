@@ -8,18 +8,21 @@
 //!   listing page) **wait** for room ([`MemoryLimiter::acquire`]); waiters are served in order
 //!   (a fair semaphore), so many readers and writers share the budget fairly. Only a single
 //!   request larger than the whole budget fails.
-//! - Prefetch is **optional** ([`MemoryLimiter::try_prefetch`]): it never waits, may use at most
-//!   [`PREFETCH_SHARE_PERCENT`] of the budget in all (the rest stays free for waited-for bytes,
-//!   so a reader that stops reading with its window full cannot starve anyone), and each
-//!   sequential stream gets an equal slice of that: windows shrink as readers are added.
-//! - The block cache is the **lowest** priority: it only keeps what nobody else needs; whenever
-//!   room is short, cached blocks are evicted first ([`Reclaim`]).
+//! - Prefetch is **optional** ([`MemoryLimiter::try_prefetch`]): it never waits, and only
+//!   starts while the budget is at most [`PREFETCH_SHARE_PERCENT`] used (the rest stays free
+//!   for waited-for bytes); each sequential stream gets an equal slice of that share, so
+//!   windows shrink as readers are added.
+//! - Whatever is held only in case it is needed, cached blocks and prefetched blocks nobody
+//!   reads yet, is given back on demand ([`Reclaim`]): whenever room is short, the caches
+//!   are asked first, then the read handles drop runs fetched ahead (they are fetched again
+//!   if needed). So what a waiter waits for is only memory in flight (GETs, parts being
+//!   uploaded), which the client's retry budget bounds: no wait cycle is possible.
 //!
 //! The limiter is process-wide ([`global`]), like the metrics registry, because its users live
 //! in layers that share no state (client, read handles, uploader); [`configure`] sets the
 //! budget once at start-up.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -64,13 +67,17 @@ impl Use {
     }
 }
 
-/// Something that holds budget it can give back on demand (the block cache).
+/// Something that holds budget it can give back on demand (block cache, read-ahead runs).
 pub trait Reclaim: Send + Sync {
     /// Drop held data until about `bytes` are released or nothing is left; returns the
     /// bytes dropped from its books (memory shared with a reader is freed when that lets go).
     fn reclaim(&self, bytes: u64) -> u64;
     /// Bytes it holds now.
     fn held(&self) -> u64;
+    /// Whether it is a cache (evicted for prefetch too), not read-ahead (only for waiters).
+    fn is_cache(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +103,12 @@ pub struct MemoryLimiter {
 
 /// Reserved budget; given back on drop.
 pub struct MemPermit {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     bytes: u64,
     kind: Use,
+    /// Set for prefetch until [`MemPermit::claim`].
     prefetch: Option<Arc<AtomicU64>>,
+    claimed: AtomicBool,
     limiter: &'static MemoryLimiter,
 }
 
@@ -117,12 +126,34 @@ impl MemPermit {
         self.bytes
     }
 
-    /// Prefetched bytes that a reader now waits for count as read memory, no longer against
-    /// the prefetch share.
-    pub fn claim(&mut self) {
-        if let Some(p) = self.prefetch.take() {
-            p.fetch_sub(self.bytes, Ordering::Relaxed);
+    /// Prefetched bytes that a reader has reached count as read memory, no longer as prefetch.
+    pub fn claim(&self) {
+        if let Some(p) = &self.prefetch {
+            if !self.claimed.swap(true, Ordering::Relaxed) {
+                p.fetch_sub(self.bytes, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Split off a permit for `bytes` of these (rounded up to the accounting unit), e.g. one
+    /// block of a run, so each can be given back on its own. `None` if not that many are left.
+    pub fn split_off(&mut self, bytes: u64) -> Option<MemPermit> {
+        let n = units(bytes) as usize;
+        if n >= self.permit.num_permits() {
+            return None;
+        }
+        let permit = self.permit.split(n)?;
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        let claimed = self.claimed.load(Ordering::Relaxed);
+        Some(MemPermit {
+            permit,
+            bytes,
+            kind: self.kind,
+            prefetch: self.prefetch.clone(),
+            claimed: AtomicBool::new(claimed),
+            limiter: self.limiter,
+        })
     }
 }
 
@@ -203,7 +234,11 @@ impl MemoryLimiter {
 
     /// Bytes the registered caches hold.
     pub fn cache_bytes(&self) -> u64 {
-        self.reclaimers().iter().map(|r| r.held()).sum()
+        self.reclaimers()
+            .iter()
+            .filter(|r| r.is_cache())
+            .map(|r| r.held())
+            .sum()
     }
 
     /// Bytes prefetch holds now.
@@ -228,17 +263,22 @@ impl MemoryLimiter {
         list.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// Ask the caches to give back enough for `bytes` more than is free now.
+    fn free(&self) -> u64 {
+        self.sem.available_permits() as u64 * UNIT
+    }
+
+    /// Ask the reclaimers, in order, to give back enough for `bytes` more than is free now.
+    /// Two rounds: blocks dropped by a read handle may still be in the cache, and the other
+    /// way round.
     fn make_room(&self, bytes: u64) {
-        let free = self.sem.available_permits() as u64 * UNIT;
-        let mut short = bytes.saturating_sub(free);
-        if short == 0 {
-            return;
-        }
-        for r in self.reclaimers() {
-            short = short.saturating_sub(r.reclaim(short));
-            if short == 0 {
-                break;
+        let reclaimers = self.reclaimers();
+        for _ in 0..2 {
+            for r in &reclaimers {
+                let short = bytes.saturating_sub(self.free());
+                if short == 0 {
+                    return;
+                }
+                r.reclaim(short);
             }
         }
     }
@@ -246,10 +286,11 @@ impl MemoryLimiter {
     fn permit(&'static self, p: OwnedSemaphorePermit, bytes: u64, kind: Use) -> MemPermit {
         self.held[kind.index()].fetch_add(bytes, Ordering::Relaxed);
         MemPermit {
-            _permit: p,
+            permit: p,
             bytes,
             kind,
             prefetch: None,
+            claimed: AtomicBool::new(false),
             limiter: self,
         }
     }
@@ -287,24 +328,29 @@ impl MemoryLimiter {
         }
     }
 
-    /// Reserve `bytes` for prefetch if the prefetch share allows it, never waiting. Cached
-    /// blocks are evicted to make room; waiters go first.
+    /// Reserve `bytes` for prefetch, never waiting: only while the budget stays within the
+    /// prefetch share once they are taken. Cached blocks are evicted to make room (not other
+    /// streams' prefetch); waiters go first.
     pub fn try_prefetch(&'static self, bytes: u64) -> Option<MemPermit> {
         if self.has_waiters() {
             return None;
         }
         let cap = self.limit() * PREFETCH_SHARE_PERCENT / 100;
-        if self.prefetch_bytes() + bytes > cap {
-            return None;
-        }
+        let reserve = self.limit() - cap;
         let n = units(bytes) as u32;
-        let p = match self.sem.clone().try_acquire_many_owned(n) {
-            Ok(p) => p,
-            Err(_) => {
-                self.make_room(bytes);
-                self.sem.clone().try_acquire_many_owned(n).ok()?
+        if self.free() < reserve + bytes {
+            for r in self.reclaimers().iter().filter(|r| r.is_cache()) {
+                let short = (reserve + bytes).saturating_sub(self.free());
+                if short == 0 {
+                    break;
+                }
+                r.reclaim(short);
             }
-        };
+            if self.free() < reserve + bytes {
+                return None;
+            }
+        }
+        let p = self.sem.clone().try_acquire_many_owned(n).ok()?;
         self.prefetching.fetch_add(bytes, Ordering::Relaxed);
         let mut permit = self.permit(p, bytes, Use::Read);
         permit.prefetch = Some(self.prefetching.clone());
@@ -402,16 +448,18 @@ mod tests {
         // A waited-for request evicts cached blocks instead of waiting.
         let w = l.acquire(4 << 20, Use::Write).await.unwrap();
         assert_eq!(cache.held(), 12 << 20);
-        // Prefetch may take up to 75 % (12 MiB) in all, evicting the cache for it.
+        // Prefetch may fill the budget up to 75 % (12 MiB, 4 of them already written), evicting
+        // the cache for it.
         let mut pre = Vec::new();
         while let Some(p) = l.try_prefetch(1 << 20) {
             pre.push(p);
         }
-        assert_eq!(pre.len(), 12);
-        assert_eq!(l.prefetch_bytes(), 12 << 20);
+        assert_eq!(pre.len(), 8);
+        assert_eq!(l.prefetch_bytes(), 8 << 20);
+        assert_eq!(cache.held(), 0);
         drop(w);
         // Claimed prefetch no longer counts against the share.
-        pre.iter_mut().for_each(MemPermit::claim);
+        pre.iter().for_each(MemPermit::claim);
         assert_eq!(l.prefetch_bytes(), 0);
         assert!(l.try_prefetch(1 << 20).is_some());
         let _s1 = l.register_stream();

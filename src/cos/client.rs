@@ -42,7 +42,7 @@ use super::retry::{self, Progress, RetryPolicy, Watch};
 use super::sign::{self, KeyTime, SignRequest};
 use super::store::{
     AclInfo, BucketInfo, CompletedPart, CopyParams, ListPage, ListParams, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, RangeData,
+    PutOptions, PutResult, RangeData, RangePieces,
 };
 use super::xml;
 
@@ -472,6 +472,8 @@ pub(crate) struct Answer {
     pub body: AnswerBody,
     /// The limits a streamed body is still read under.
     pub watch: Watch,
+    /// The memory budget's share of a body read whole (listing pages), held while it lives.
+    pub _mem: Option<crate::memory::MemPermit>,
 }
 
 pub(crate) enum AnswerBody {
@@ -822,6 +824,30 @@ impl Client {
         err
     }
 
+    /// Read a whole (XML) answer body within the memory budget: it waits for room for its
+    /// Content-Length (1 MiB if not announced) first. HEAD answers have no body.
+    async fn read_whole(
+        &self,
+        req: &CosRequest,
+        resp: reqwest::Response,
+        limit: usize,
+        watch: &Watch,
+    ) -> Result<(Bytes, Option<crate::memory::MemPermit>)> {
+        let announced = resp.content_length();
+        let mem = if req.method == Method::HEAD || announced == Some(0) {
+            None
+        } else {
+            let want = announced.unwrap_or(1 << 20).min(limit as u64);
+            let permit = crate::memory::global()
+                .acquire(want, crate::memory::Use::Listing)
+                .await
+                .map_err(|e| CosError::InvalidResponse(e.to_string()))?;
+            Some(permit)
+        };
+        let body = read_limited(resp, limit, false, watch).await?;
+        Ok((body, mem))
+    }
+
     /// Learn the clock offset from a skew answer's `Date`; true if it could be learned.
     fn learn_clock_offset(&self, err: &ServiceError) -> bool {
         let Some(date) = err.server_date.as_deref() else {
@@ -892,15 +918,17 @@ impl Client {
                                 headers,
                                 body: AnswerBody::Streaming(resp),
                                 watch,
+                                _mem: None,
                             })
                         }
-                        Some(limit) => match read_limited(resp, limit, false, &watch).await {
-                            Ok(body) => {
+                        Some(limit) => match self.read_whole(req, resp, limit, &watch).await {
+                            Ok((body, mem)) => {
                                 return Ok(Answer {
                                     status,
                                     headers,
                                     body: AnswerBody::Whole(body),
                                     watch,
+                                    _mem: mem,
                                 })
                             }
                             Err(e) => e,
@@ -1070,6 +1098,17 @@ impl ObjectStore for Client {
         if_match: Option<&str>,
     ) -> Result<RangeData> {
         Client::get_range(self, key, start, len, if_match).await
+    }
+
+    async fn get_range_pieces(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+        piece: u64,
+    ) -> Result<RangePieces> {
+        Client::get_range_pieces(self, key, start, len, if_match, piece).await
     }
 
     async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<PutResult> {

@@ -23,6 +23,7 @@ use super::error::{CosError, Result, ServiceError};
 use super::retry::Watch;
 use super::store::{
     ContentHeaders, CopyParams, MetadataDirective, ObjectInfo, PutOptions, PutResult, RangeData,
+    RangePieces,
 };
 use super::xml::{self, parse_xml_time, unquote_etag};
 
@@ -485,6 +486,26 @@ impl Client {
         len: u64,
         if_match: Option<&str>,
     ) -> Result<RangeData> {
+        let mut got = self
+            .get_range_pieces(key, start, len, if_match, len.max(1))
+            .await?;
+        Ok(RangeData {
+            data: got.pieces.pop().unwrap_or_default(),
+            etag: got.etag,
+            object_size: got.object_size,
+        })
+    }
+
+    /// [`Client::get_range`] with the body received straight into `piece`-byte buffers (one
+    /// copy from the network buffers, no joining or cutting afterwards).
+    pub async fn get_range_pieces(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+        piece: u64,
+    ) -> Result<RangePieces> {
         let conditions = Conditions {
             if_match: if_match.map(str::to_string),
             ..Default::default()
@@ -492,8 +513,8 @@ impl Client {
         if len == 0 {
             // An empty range cannot be expressed as `bytes=a-b`; HEAD gives the same facts.
             let info = self.head_object(key, &conditions).await?;
-            return Ok(RangeData {
-                data: Bytes::new(),
+            return Ok(RangePieces {
+                pieces: Vec::new(),
                 etag: info.etag,
                 object_size: info.size,
             });
@@ -512,7 +533,7 @@ impl Client {
         loop {
             // Errors before the body (already retried inside) are final here.
             let out = self.get_object_within(key, &opts, Some(watch)).await?;
-            match read_range_body(out, start, len).await {
+            match read_range_body(out, start, len, piece).await {
                 Err(e @ CosError::Network { .. })
                     if attempt < policy.max_attempts
                         && watch.allows_retry_after(policy.delay_after(attempt)) =>
@@ -688,42 +709,67 @@ impl Client {
     }
 }
 
-/// The bytes of a ranged GET answer: `len` from `start` (fewer at the end of the object).
-async fn read_range_body(out: GetObjectOutput, start: u64, len: u64) -> Result<RangeData> {
+/// The bytes of a ranged GET answer: `len` from `start` (fewer at the end of the object), in
+/// buffers of `piece` bytes.
+async fn read_range_body(
+    out: GetObjectOutput,
+    start: u64,
+    len: u64,
+    piece: u64,
+) -> Result<RangePieces> {
     let etag = out.info.etag.clone();
     let object_size = out.info.size;
-    let data = match out.content_range {
-        Some(cr) => {
-            if cr.first != start {
-                return Err(CosError::InvalidResponse(format!(
-                    "asked for bytes from {start}, got {}-{}",
-                    cr.first, cr.last
-                )));
-            }
-            out.body.collect(len).await?
+    // A server that ignores Range sends the whole object from 0: skip up to `start`.
+    let mut skip = match out.content_range {
+        Some(cr) if cr.first != start => {
+            return Err(CosError::InvalidResponse(format!(
+                "asked for bytes from {start}, got {}-{}",
+                cr.first, cr.last
+            )))
         }
-        None => {
-            // A server that ignores Range sends the whole object: keep only our window.
-            let mut body = out.body;
-            let mut skipped = 0u64;
-            let mut buf = Vec::new();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                let chunk_len = chunk.len() as u64;
-                let from = start.saturating_sub(skipped).min(chunk_len) as usize;
-                skipped += chunk_len;
-                let room = (len as usize).saturating_sub(buf.len());
-                let take = (chunk.len() - from).min(room);
-                buf.extend_from_slice(&chunk[from..from + take]);
-                if buf.len() as u64 == len {
-                    break;
-                }
-            }
-            Bytes::from(buf)
-        }
+        Some(_) => 0,
+        None => start,
     };
-    Ok(RangeData {
-        data,
+    let want = len.min(out.content_length.saturating_sub(skip));
+    let piece = piece.clamp(1, want.max(1));
+    let mut pieces = Vec::with_capacity(want.div_ceil(piece) as usize);
+    let mut cur = bytes::BytesMut::new();
+    let mut got = 0u64;
+    let mut body = out.body;
+    while got < want {
+        let Some(chunk) = body.next().await else {
+            break;
+        };
+        let mut chunk = &chunk?[..];
+        if skip > 0 {
+            let n = skip.min(chunk.len() as u64) as usize;
+            skip -= n as u64;
+            chunk = &chunk[n..];
+        }
+        while !chunk.is_empty() && got < want {
+            if cur.capacity() == 0 {
+                cur = bytes::BytesMut::with_capacity(piece.min(want - got) as usize);
+            }
+            let room = cur.capacity() - cur.len();
+            let n = room.min(chunk.len());
+            cur.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            got += n as u64;
+            if cur.len() == cur.capacity() {
+                pieces.push(std::mem::take(&mut cur).freeze());
+            }
+        }
+    }
+    if !cur.is_empty() {
+        pieces.push(cur.freeze());
+    }
+    if got < want {
+        return Err(CosError::InvalidResponse(format!(
+            "object body ended after {got} of {want} bytes"
+        )));
+    }
+    Ok(RangePieces {
+        pieces,
         etag,
         object_size,
     })
