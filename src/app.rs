@@ -33,6 +33,10 @@ use crate::fs::{CosFs, FsConfig, FsCore, WriteSettings};
 /// errors with backoff, so this is generous; a mount that takes longer is reported as failed.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Retry budget of the start-up bucket check: a black-hole endpoint (accepts, never answers)
+/// fails the mount after about this long, plus one stall timeout at most.
+const STARTUP_CHECK_BUDGET: Duration = Duration::from_secs(10);
+
 /// How long SIGTERM/SIGINT wait for files open for writing to upload before unmounting
 /// (below systemd's default 90 s stop timeout).
 const SHUTDOWN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -310,6 +314,9 @@ fn init_logging(cfg: &MountConfig, to: LogTo) {
     let _ = result;
 }
 
+/// The shortest time one COS operation is given, whatever `retry_budget` says.
+const MIN_OPERATION_BUDGET: Duration = Duration::from_secs(5);
+
 fn build_client(cfg: &MountConfig, creds: Credentials) -> anyhow::Result<Client> {
     let mut cos_creds = crate::cos::Credentials::new(creds.secret_id, creds.secret_key);
     cos_creds.token = creds.security_token;
@@ -320,7 +327,13 @@ fn build_client(cfg: &MountConfig, creds: Credentials) -> anyhow::Result<Client>
     );
     cc.endpoint = cfg.endpoint.clone();
     cc.path_style = cfg.path_style;
+    cc.connect_timeout = cfg.connect_timeout;
+    cc.stall_timeout = cfg.stall_timeout;
+    // One option, two uses: retries past the first attempts continue while within it, and
+    // the operation's watch ends attempts that stall once it is spent. `retry_budget=0` keeps
+    // only the fixed attempts; their watch still allows a few seconds.
     cc.retry.budget = cfg.retry_budget;
+    cc.retry_budget = cfg.retry_budget.max(MIN_OPERATION_BUDGET);
     Client::new(cc).map_err(|e| anyhow!("{e}"))
 }
 
@@ -478,13 +491,20 @@ fn serve(
     status: &mut Option<File>,
 ) -> anyhow::Result<()> {
     tracing::info!(bucket = %cfg.bucket, prefix = %cfg.prefix, credentials = %source, "starting");
+    // The one memory budget (block cache, prefetch, part buffers, listings), before anything
+    // allocates data; and an allocator that does not hoard per-thread arenas.
+    crate::memory::tune_allocator();
+    crate::memory::configure(cfg.memory_limit);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmount-io")
         .build()
         .context("starting the async runtime")?;
     let client = build_client(cfg, creds)?;
-    rt.block_on(check_bucket(&client, cfg))?;
+    // The start-up check gets a short retry budget, so a black-hole endpoint fails the mount
+    // within about STARTUP_CHECK_BUDGET instead of the full per-operation budget.
+    let probe = client.with_retry_budget(cfg.retry_budget.min(STARTUP_CHECK_BUDGET));
+    rt.block_on(check_bucket(&probe, cfg))?;
 
     if let Some(addr) = cfg.metrics_addr {
         // Before mounting, so a taken port fails the mount command with a clear reason.

@@ -14,6 +14,10 @@ use clap::Parser;
 
 /// Default byte budget of the block cache (`-o cache_size=`).
 pub const DEFAULT_CACHE_SIZE: u64 = 256 * 1024 * 1024;
+/// Default budget of the daemon's data memory (`-o memory_limit=`): block cache, prefetch,
+/// upload part buffers and listing pages together. With the binary itself, a mount stays under
+/// about 128 MiB of RSS whatever the number of open files.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 /// Default kernel entry/attribute TTL. Short, so changes made by other COS clients show up
 /// quickly; `ls -l` still costs no extra request because READDIRPLUS fills the kernel cache.
 pub const DEFAULT_ATTR_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,9 +37,19 @@ only form mount(8) and /etc/fstab pass:
 
 -o options: region=R endpoint=URL (alias url=) path_style ro rw allow_other allow_root
   auto_unmount nonempty uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
-  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N retry_budget=SECS passwd_file=PATH
-  log_file=PATH debug foreground fsname=NAME subtype=NAME
+  read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH
+  log_file=PATH debug foreground fsname=NAME subtype=NAME memory_limit=SIZE
+  connect_timeout=SECS stall_timeout=SECS retry_budget=SECS
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
+
+Bounded waits: a COS request that cannot connect within connect_timeout (default 5), or that
+makes no progress (no byte sent or received) for stall_timeout (default 5), is retried; one
+operation, retries included, gives up after retry_budget seconds (default 30) with EIO. Only
+Complete Multipart Upload and copies, where COS works before answering, may take up to 20 min.
+
+Memory: memory_limit (default 64M) bounds what the daemon holds in RAM for data: block cache,
+prefetch windows, upload part buffers and listing pages. Under pressure prefetch shrinks and
+writers wait; cache_size only caps the block cache's share.
 Accepted and ignored (mount(8), fstab and mount.fuse3 pass them): _netdev nofail auto noauto
   user nouser users defaults x-systemd.* dev suid nodev nosuid exec noexec atime noatime
   relatime norelatime strictatime sync async default_permissions. cosmount always mounts
@@ -156,11 +170,6 @@ struct RawArgs {
     #[arg(long, value_name = "N", help_heading = "Upload")]
     parallel_parts: Option<String>,
 
-    /// How long a failing COS request is retried, in seconds (default 30): a short outage
-    /// does not fail a write.
-    #[arg(long, value_name = "SECS", help_heading = "Upload")]
-    retry_budget: Option<String>,
-
     /// Log file used when running in the background.
     #[arg(long, value_name = "PATH", help_heading = "Logging")]
     log_file: Option<PathBuf>,
@@ -172,6 +181,22 @@ struct RawArgs {
     /// Serve Prometheus metrics (COS requests, bytes, cache hits, uploads) on IP:PORT.
     #[arg(long, value_name = "IP:PORT", help_heading = "Logging")]
     metrics_addr: Option<String>,
+
+    /// RAM budget for data (block cache, prefetch, part buffers, listings), e.g. 64M (default).
+    #[arg(long, value_name = "SIZE", help_heading = "Cache")]
+    memory_limit: Option<String>,
+
+    /// Seconds to wait for a connection to COS (default 5).
+    #[arg(long, value_name = "SECS", help_heading = "Network")]
+    connect_timeout: Option<String>,
+
+    /// Seconds a COS request may go without any progress before it is retried (default 5).
+    #[arg(long, value_name = "SECS", help_heading = "Network")]
+    stall_timeout: Option<String>,
+
+    /// Seconds one COS operation, retries included, may take before EIO (default 30).
+    #[arg(long, value_name = "SECS", help_heading = "Network")]
+    retry_budget: Option<String>,
 }
 
 /// Everything the mount needs, typed and checked.
@@ -202,8 +227,6 @@ pub struct MountConfig {
     pub cache_dir: Option<PathBuf>,
     pub part_size: u64,
     pub parallel_parts: usize,
-    /// How long failing requests are retried (`-o retry_budget=SECS`).
-    pub retry_budget: std::time::Duration,
     pub passwd_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub debug: bool,
@@ -211,6 +234,11 @@ pub struct MountConfig {
     pub subtype: Option<String>,
     /// Serve Prometheus metrics on this address (`-o metrics_addr=127.0.0.1:9100`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Byte budget of the daemon's data memory (`-o memory_limit=`).
+    pub memory_limit: u64,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub retry_budget: Duration,
 }
 
 /// Why the command line was refused.
@@ -341,7 +369,6 @@ impl MountConfig {
         );
         valued(&mut pairs, raw.part_size, "part_size");
         valued(&mut pairs, raw.parallel_parts, "parallel_parts");
-        valued(&mut pairs, raw.retry_budget, "retry_budget");
         valued(
             &mut pairs,
             raw.log_file.map(|p| p.display().to_string()),
@@ -349,6 +376,10 @@ impl MountConfig {
         );
         flag(&mut pairs, raw.debug, "debug");
         valued(&mut pairs, raw.metrics_addr, "metrics_addr");
+        valued(&mut pairs, raw.memory_limit, "memory_limit");
+        valued(&mut pairs, raw.connect_timeout, "connect_timeout");
+        valued(&mut pairs, raw.stall_timeout, "stall_timeout");
+        valued(&mut pairs, raw.retry_budget, "retry_budget");
         flag(&mut pairs, raw.foreground, "foreground");
         pairs.extend(split_mount_options(raw.options.iter().map(String::as_str)));
         Self::from_parts(&raw.source, raw.mountpoint, &pairs)
@@ -385,13 +416,16 @@ impl MountConfig {
             cache_dir: None,
             part_size: crate::fs::write::DEFAULT_PART_SIZE,
             parallel_parts: crate::fs::write::DEFAULT_PARALLEL_PARTS,
-            retry_budget: crate::cos::retry::DEFAULT_BUDGET,
             passwd_file: None,
             log_file: None,
             debug: false,
             fsname: None,
             subtype: None,
             metrics_addr: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            connect_timeout: crate::cos::retry::DEFAULT_CONNECT_TIMEOUT,
+            stall_timeout: crate::cos::retry::DEFAULT_STALL_TIMEOUT,
+            retry_budget: crate::cos::retry::DEFAULT_RETRY_BUDGET,
         };
         let mut unknown = Vec::new();
         for (name, value) in options {
@@ -458,13 +492,13 @@ impl MountConfig {
                     cfg.part_size = size
                 }
                 "retry_budget" => {
+                    // 0 keeps only the fixed number of attempts (see cos::retry).
                     let v = need()?;
-                    let secs: u64 = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n <= 3600)
-                        .ok_or_else(|| invalid(name, &v, "seconds 0..3600"))?;
-                    cfg.retry_budget = std::time::Duration::from_secs(secs)
+                    let d = parse_seconds(name, &v)?;
+                    if d > Duration::from_secs(3600) {
+                        return Err(invalid(name, &v, "seconds 0..3600"));
+                    }
+                    cfg.retry_budget = d
                 }
                 "parallel_parts" => {
                     let v = need()?;
@@ -491,6 +525,26 @@ impl MountConfig {
                         v.parse()
                             .map_err(|_| invalid(name, &v, "an address like 127.0.0.1:9100"))?,
                     )
+                }
+                "memory_limit" => {
+                    let v = need()?;
+                    let size = parse_size(name, &v)?;
+                    // Below a few MiB not even one read, listing page or part fits.
+                    if size < crate::memory::MIN_LIMIT {
+                        return Err(invalid(name, &v, "at least 16M"));
+                    }
+                    cfg.memory_limit = size
+                }
+                "connect_timeout" | "stall_timeout" => {
+                    let v = need()?;
+                    let d = parse_seconds(name, &v)?;
+                    if d < Duration::from_millis(100) {
+                        return Err(invalid(name, &v, "at least 0.1 seconds"));
+                    }
+                    match name {
+                        "connect_timeout" => cfg.connect_timeout = d,
+                        _ => cfg.stall_timeout = d,
+                    }
                 }
                 n if is_ignored_option(n) => {}
                 n => unknown.push(n.to_string()),
@@ -644,6 +698,24 @@ mod tests {
         .unwrap();
         assert!(!c.read_only && c.allow_other);
         assert_eq!(c.region.as_deref(), Some("ap-guangzhou"));
+    }
+
+    #[test]
+    fn memory_and_timeout_options() {
+        let c = cfg("b", &["region=r"]).unwrap();
+        assert_eq!(c.memory_limit, DEFAULT_MEMORY_LIMIT);
+        assert_eq!(c.retry_budget, crate::cos::retry::DEFAULT_RETRY_BUDGET);
+        let c = cfg(
+            "b",
+            &["region=r,memory_limit=256M,connect_timeout=2,stall_timeout=1.5,retry_budget=60"],
+        )
+        .unwrap();
+        assert_eq!(c.memory_limit, 256 << 20);
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.stall_timeout, Duration::from_millis(1500));
+        assert_eq!(c.retry_budget, Duration::from_secs(60));
+        assert!(cfg("b", &["region=r,memory_limit=1M"]).is_err());
+        assert!(cfg("b", &["region=r,stall_timeout=0"]).is_err());
     }
 
     #[test]

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod cos;
 pub mod credentials;
 pub mod fs;
+pub mod memory;
 pub mod metrics;
 pub mod tools;

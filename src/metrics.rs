@@ -123,6 +123,7 @@ impl Metrics {
             "# HELP cosmount_spool_bytes Bytes held in spool files.\n# TYPE cosmount_spool_bytes gauge\ncosmount_spool_bytes {}",
             self.spool_bytes.load(Ordering::Relaxed)
         );
+        render_memory(&mut out);
         let uploads = lock(&self.uploads);
         let _ = writeln!(
             out,
@@ -167,6 +168,36 @@ impl Metrics {
             load(&self.block_cache_hits) + load(&self.block_cache_misses),
         )
     }
+}
+
+/// The memory budget (`-o memory_limit=`) and what holds it.
+fn render_memory(out: &mut String) {
+    let m = crate::memory::global();
+    let _ = writeln!(
+        out,
+        "# HELP cosmount_memory_limit_bytes The data memory budget (memory_limit).\n# TYPE cosmount_memory_limit_bytes gauge\ncosmount_memory_limit_bytes {}",
+        m.limit()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cosmount_memory_used_bytes Budget reserved now (all uses, cache included).\n# TYPE cosmount_memory_used_bytes gauge\ncosmount_memory_used_bytes {}",
+        m.used()
+    );
+    out.push_str("# HELP cosmount_memory_bytes Budget held by use: read (reads in flight, prefetch windows), write (part buffers), listing (listing pages), cache (block cache; blocks shared with reads count in both).\n");
+    out.push_str("# TYPE cosmount_memory_bytes gauge\n");
+    for (name, bytes) in m.breakdown() {
+        let _ = writeln!(out, "cosmount_memory_bytes{{use=\"{name}\"}} {bytes}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cosmount_memory_prefetch_bytes Budget held by prefetch not yet read.\n# TYPE cosmount_memory_prefetch_bytes gauge\ncosmount_memory_prefetch_bytes {}",
+        m.prefetch_bytes()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cosmount_memory_waiting Whether requests wait for memory now (1) or not (0).\n# TYPE cosmount_memory_waiting gauge\ncosmount_memory_waiting {}",
+        u8::from(m.has_waiters())
+    );
 }
 
 fn escape_label(s: &str) -> String {
@@ -243,6 +274,10 @@ mod tests {
         assert!(text.contains("cosmount_cos_bytes_downloaded_total 10"));
         assert!(text.contains("cosmount_uploads_in_flight 1"));
         assert!(text.contains("key=\"a \\\"b\\\".txt\",kind=\"total\"} 9"));
+        let limit = crate::memory::global().limit();
+        assert!(text.contains(&format!("cosmount_memory_limit_bytes {limit}")));
+        assert!(text.contains("cosmount_memory_bytes{use=\"write\"}"));
+        assert!(text.contains("cosmount_memory_bytes{use=\"cache\"}"));
         assert_eq!(m.requests_for("GetObject"), 2);
         m.upload_finished("a \"b\".txt");
         assert!(m

@@ -46,6 +46,13 @@ impl<K: Hash + Eq, V> WeightedLru<K, V> {
         }
     }
 
+    /// Remove and return the least recently used entry.
+    pub(crate) fn pop_lru(&mut self) -> Option<(K, V)> {
+        let (k, (w, v)) = self.map.pop_lru()?;
+        self.total -= w;
+        Some((k, v))
+    }
+
     pub(crate) fn total_weight(&self) -> usize {
         self.total
     }

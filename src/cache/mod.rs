@@ -5,5 +5,5 @@ pub mod block;
 mod lru;
 pub mod meta;
 
-pub use block::{BlockCache, BlockKey};
+pub use block::{Block, BlockCache, BlockKey};
 pub use meta::TtlCache;

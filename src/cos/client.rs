@@ -13,6 +13,11 @@
 //! backoff and jitter, re-sending the body; other 4xx are final, except one retry after a
 //! clock-skew answer (`RequestTimeTooSkewed`, or AccessDenied "Request has expired") with the
 //! offset learnt from the server's `Date` kept for all later signatures.
+//!
+//! Bounded waits (see `retry.rs`): a connect timeout, a stall timeout on every attempt (no
+//! request body byte sent and no answer byte received for that long), and a retry budget for
+//! the whole operation. A server that accepts connections and never answers costs a caller
+//! about the budget, then a network error (EIO for the filesystem).
 
 // `CosError` (error.rs) carries its `ServiceError` inline; it is shared by every layer, so
 // its size is accepted here rather than boxed.
@@ -33,11 +38,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::acl::AclUpdate;
 use super::error::{CosError, Result, ServiceError};
-use super::retry::{self, RetryPolicy};
+use super::retry::{self, Progress, RetryPolicy, Watch};
 use super::sign::{self, KeyTime, SignRequest};
 use super::store::{
     AclInfo, BucketInfo, CompletedPart, CopyParams, ListPage, ListParams, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, RangeData,
+    PutOptions, PutResult, RangeData, RangePieces,
 };
 use super::xml;
 
@@ -101,10 +106,12 @@ pub struct ClientConfig {
     pub credentials: Credentials,
     pub retry: RetryPolicy,
     pub connect_timeout: Duration,
-    /// Longest silence while waiting for bytes of an answer. Complete Multipart Upload keeps
-    /// the connection alive with whitespace while it merges, so this bounds a dead peer, not
-    /// a slow merge.
-    pub read_timeout: Duration,
+    /// Longest silence of an attempt: no request body byte sent and no byte of the answer
+    /// (headers or body) received. Operations where COS works before answering (Complete,
+    /// Copy) use [`retry::SERVER_WORK_TIMEOUT`] instead.
+    pub stall_timeout: Duration,
+    /// Longest one operation keeps trying, retries included (see `retry.rs`).
+    pub retry_budget: Duration,
     /// Validity of each request signature (the window starts 60 s in the past).
     pub signature_expires: Duration,
 }
@@ -122,8 +129,9 @@ impl ClientConfig {
             path_style: false,
             credentials,
             retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(120),
+            connect_timeout: retry::DEFAULT_CONNECT_TIMEOUT,
+            stall_timeout: retry::DEFAULT_STALL_TIMEOUT,
+            retry_budget: retry::DEFAULT_RETRY_BUDGET,
             signature_expires: Duration::from_secs(3600),
         }
     }
@@ -305,11 +313,22 @@ impl PutBody {
         self.len() == 0
     }
 
-    /// Read a whole file region in 256 KiB chunks (never the whole region at once).
-    async fn to_reqwest(&self) -> Result<reqwest::Body> {
+    /// The body for one attempt, in chunks of at most 256 KiB (a file region is never read
+    /// whole), each noted in `progress` as it is handed to the connection.
+    async fn to_reqwest(&self, progress: &Progress) -> Result<reqwest::Body> {
+        const CHUNK: usize = 256 << 10;
         match self {
             PutBody::Empty => Ok(reqwest::Body::from(Bytes::new())),
-            PutBody::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
+            PutBody::Bytes(b) if b.len() <= CHUNK => Ok(reqwest::Body::from(b.clone())),
+            PutBody::Bytes(b) => {
+                let b = b.clone();
+                let progress = progress.clone();
+                let chunks = (0..b.len().div_ceil(CHUNK)).map(move |i| {
+                    progress.touch();
+                    Ok::<_, std::io::Error>(b.slice(i * CHUNK..((i + 1) * CHUNK).min(b.len())))
+                });
+                Ok(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            }
             PutBody::File { path, offset, len } => {
                 let mut file = tokio::fs::File::open(path).await?;
                 let file_len = file.metadata().await?.len();
@@ -320,16 +339,20 @@ impl PutBody {
                     )));
                 }
                 file.seek(std::io::SeekFrom::Start(*offset)).await?;
-                const CHUNK: usize = 256 << 10;
-                let stream = futures::stream::unfold((file, *len), |(mut file, left)| async move {
-                    if left == 0 {
-                        return None;
-                    }
-                    let want = left.min(CHUNK as u64) as usize;
-                    let mut buf = vec![0u8; want];
-                    match file.read_exact(&mut buf).await {
-                        Ok(_) => Some((Ok(Bytes::from(buf)), (file, left - want as u64))),
-                        Err(e) => Some((Err(e), (file, 0))),
+                let progress = progress.clone();
+                let stream = futures::stream::unfold((file, *len), move |(mut file, left)| {
+                    let progress = progress.clone();
+                    async move {
+                        if left == 0 {
+                            return None;
+                        }
+                        progress.touch();
+                        let want = left.min(CHUNK as u64) as usize;
+                        let mut buf = vec![0u8; want];
+                        match file.read_exact(&mut buf).await {
+                            Ok(_) => Some((Ok(Bytes::from(buf)), (file, left - want as u64))),
+                            Err(e) => Some((Err(e), (file, 0))),
+                        }
                     }
                 });
                 Ok(reqwest::Body::wrap_stream(stream))
@@ -414,6 +437,15 @@ impl CosRequest {
     fn on_object(&self) -> bool {
         self.key.is_some()
     }
+
+    /// Whether COS does real work before answering (merging parts, copying data), so a long
+    /// silence is normal.
+    fn server_works(&self) -> bool {
+        matches!(
+            api_name(self),
+            "CompleteMultipartUpload" | "CopyObject" | "UploadPartCopy"
+        )
+    }
 }
 
 /// Base64 of the MD5 of `data`, as Content-MD5 wants it.
@@ -438,6 +470,10 @@ pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: AnswerBody,
+    /// The limits a streamed body is still read under.
+    pub watch: Watch,
+    /// The memory budget's share of a body read whole (listing pages), held while it lives.
+    pub _mem: Option<crate::memory::MemPermit>,
 }
 
 pub(crate) enum AnswerBody {
@@ -500,9 +536,10 @@ impl Client {
             ));
         }
         let addr = Addressing::from_config(&config)?;
+        // No reqwest read timeout: its first deadline runs from the start of the request,
+        // upload included; stalls are watched per attempt instead (`retry::Watch`).
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
             // COS answers redirects only for origin-pull setups; a redirect must not be
             // followed with our signature attached to another host.
             .redirect(reqwest::redirect::Policy::none())
@@ -522,6 +559,40 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The same client (same connection pool) with another retry budget, e.g. a short one for
+    /// the mount's start-up check.
+    pub fn with_retry_budget(&self, budget: Duration) -> Client {
+        let mut config = self.inner.config.clone();
+        config.retry_budget = budget;
+        Client {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                config,
+                addr: self.inner.addr.clone(),
+                clock_offset: AtomicI64::new(self.clock_offset()),
+            }),
+        }
+    }
+
+    /// The limits of an operation starting now.
+    pub(crate) fn watch_for(&self, req: &CosRequest) -> Watch {
+        let c = &self.inner.config;
+        if req.server_works() {
+            let long = retry::SERVER_WORK_TIMEOUT;
+            Watch::new(c.stall_timeout.max(long), c.retry_budget.max(long))
+        } else {
+            Watch::new(c.stall_timeout, c.retry_budget)
+        }
+    }
+
+    /// The network error for an attempt given up by its watch.
+    pub(crate) fn expired_error(&self, why: retry::Expiry) -> CosError {
+        CosError::Network {
+            endpoint: self.endpoint_url(),
+            message: why.describe(),
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -661,8 +732,9 @@ impl Client {
         Ok(url)
     }
 
-    /// Send once: build, sign, and wait for the status line and headers.
-    async fn send_once(&self, req: &CosRequest) -> Result<reqwest::Response> {
+    /// Send once: build, sign, and wait for the status line and headers (the caller bounds
+    /// the wait with `progress`).
+    async fn send_once(&self, req: &CosRequest, progress: &Progress) -> Result<reqwest::Response> {
         let mut headers = req.headers.clone();
         if let Some(token) = &self.inner.config.credentials.token {
             headers.push(("x-cos-security-token".into(), token.clone()));
@@ -706,9 +778,11 @@ impl Client {
             .request(req.method.clone(), &url)
             .headers(map);
         if has_body {
-            builder = builder.body(req.body.to_reqwest().await?);
+            builder = builder.body(req.body.to_reqwest(progress).await?);
         }
-        builder.send().await.map_err(|e| self.network_error(&e))
+        let resp = builder.send().await.map_err(|e| self.network_error(&e))?;
+        progress.touch();
+        Ok(resp)
     }
 
     fn network_error(&self, e: &reqwest::Error) -> CosError {
@@ -728,10 +802,15 @@ impl Client {
     }
 
     /// Build the `ServiceError` for a non-2xx answer, reading (a bounded part of) its body.
-    async fn error_from_response(&self, resp: reqwest::Response, on_object: bool) -> ServiceError {
+    async fn error_from_response(
+        &self,
+        resp: reqwest::Response,
+        on_object: bool,
+        watch: &Watch,
+    ) -> ServiceError {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = read_limited(resp, MAX_ERROR_BODY, true)
+        let body = read_limited(resp, MAX_ERROR_BODY, true, watch)
             .await
             .unwrap_or_default();
         let mut err = xml::service_error(status, &body, on_object);
@@ -743,6 +822,30 @@ impl Client {
         }
         err.server_date = header_str(&headers, "date").map(str::to_string);
         err
+    }
+
+    /// Read a whole (XML) answer body within the memory budget: it waits for room for its
+    /// Content-Length (1 MiB if not announced) first. HEAD answers have no body.
+    async fn read_whole(
+        &self,
+        req: &CosRequest,
+        resp: reqwest::Response,
+        limit: usize,
+        watch: &Watch,
+    ) -> Result<(Bytes, Option<crate::memory::MemPermit>)> {
+        let announced = resp.content_length();
+        let mem = if req.method == Method::HEAD || announced == Some(0) {
+            None
+        } else {
+            let want = announced.unwrap_or(1 << 20).min(limit as u64);
+            let permit = crate::memory::global()
+                .acquire(want, crate::memory::Use::Listing)
+                .await
+                .map_err(|e| CosError::InvalidResponse(e.to_string()))?;
+            Some(permit)
+        };
+        let body = read_limited(resp, limit, false, watch).await?;
+        Ok((body, mem))
     }
 
     /// Learn the clock offset from a skew answer's `Date`; true if it could be learned.
@@ -767,17 +870,25 @@ impl Client {
     }
 
     /// Send `req` with retries; the body of a successful answer is left unread (streaming).
-    pub(crate) async fn execute(&self, req: &CosRequest) -> Result<Answer> {
-        self.execute_inner(req, None).await
+    /// `watch` is the operation's: a new one, or that of an operation already under way (a
+    /// GET retried because its body was cut short).
+    pub(crate) async fn execute_within(&self, req: &CosRequest, watch: Watch) -> Result<Answer> {
+        self.execute_inner(req, None, watch).await
     }
 
     /// Send `req` with retries and read the whole (XML) body of a successful answer; a body
     /// cut short by the network counts as a network error and is retried too.
     pub(crate) async fn execute_xml(&self, req: &CosRequest) -> Result<Answer> {
-        self.execute_inner(req, Some(MAX_XML_BODY)).await
+        self.execute_inner(req, Some(MAX_XML_BODY), self.watch_for(req))
+            .await
     }
 
-    async fn execute_inner(&self, req: &CosRequest, read_whole: Option<usize>) -> Result<Answer> {
+    async fn execute_inner(
+        &self,
+        req: &CosRequest,
+        read_whole: Option<usize>,
+        watch: Watch,
+    ) -> Result<Answer> {
         if let Some(k) = &req.key {
             validate_key(k)?;
         }
@@ -788,7 +899,11 @@ impl Client {
         let mut skew_retried = false;
         let started = std::time::Instant::now();
         loop {
-            let sent = self.send_once(req).await;
+            let progress = Progress::new();
+            let sent = tokio::select! {
+                sent = self.send_once(req, &progress) => sent,
+                why = watch.expired(&progress) => Err(self.expired_error(why)),
+            };
             metrics.record_request(api, sent.as_ref().map_or(0, |r| r.status().as_u16()));
             if sent.is_ok() {
                 crate::metrics::Metrics::add(&metrics.bytes_uploaded, req.body.len());
@@ -803,14 +918,18 @@ impl Client {
                                 status,
                                 headers,
                                 body: AnswerBody::Streaming(resp),
+                                watch,
+                                _mem: None,
                             })
                         }
-                        Some(limit) => match read_limited(resp, limit, false).await {
-                            Ok(body) => {
+                        Some(limit) => match self.read_whole(req, resp, limit, &watch).await {
+                            Ok((body, mem)) => {
                                 return Ok(Answer {
                                     status,
                                     headers,
                                     body: AnswerBody::Whole(body),
+                                    watch,
+                                    _mem: mem,
                                 })
                             }
                             Err(e) => e,
@@ -818,7 +937,9 @@ impl Client {
                     }
                 }
                 Ok(resp) => {
-                    let err = self.error_from_response(resp, req.on_object()).await;
+                    let err = self
+                        .error_from_response(resp, req.on_object(), &watch)
+                        .await;
                     if retry::is_clock_skew(&err) && !skew_retried && self.learn_clock_offset(&err)
                     {
                         skew_retried = true;
@@ -831,6 +952,7 @@ impl Client {
             let delay = policy.delay_after(attempt);
             if !retry::is_transient(&outcome)
                 || !policy.should_retry(attempt, started.elapsed(), delay)
+                || (attempt >= policy.max_attempts && !watch.allows_retry_after(delay))
             {
                 tracing::debug!(method = %req.method, key = ?req.key, attempt, error = %outcome, "COS request failed");
                 return Err(outcome);
@@ -895,11 +1017,26 @@ fn api_name(req: &CosRequest) -> &'static str {
 
 /// Read a body up to `limit` bytes. Over the limit: an error, or (for error bodies,
 /// `truncate`) just the first `limit` bytes.
-async fn read_limited(resp: reqwest::Response, limit: usize, truncate: bool) -> Result<Bytes> {
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+    truncate: bool,
+    watch: &Watch,
+) -> Result<Bytes> {
     let endpoint = resp.url().origin().ascii_serialization();
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let next = watch
+            .read(last, stream.next())
+            .await
+            .map_err(|why| CosError::Network {
+                endpoint: endpoint.clone(),
+                message: format!("reading the answer: {}", why.describe()),
+            })?;
+        last = tokio::time::Instant::now();
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| CosError::Network {
             endpoint: endpoint.clone(),
             message: format!("reading the answer: {e}"),
@@ -962,6 +1099,17 @@ impl ObjectStore for Client {
         if_match: Option<&str>,
     ) -> Result<RangeData> {
         Client::get_range(self, key, start, len, if_match).await
+    }
+
+    async fn get_range_pieces(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+        piece: u64,
+    ) -> Result<RangePieces> {
+        Client::get_range_pieces(self, key, start, len, if_match, piece).await
     }
 
     async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<PutResult> {

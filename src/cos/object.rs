@@ -20,8 +20,10 @@ use tokio::io::AsyncWriteExt;
 use super::client::{header_str, AnswerBody, Client, CosRequest, PutBody};
 use super::crc64::Crc64;
 use super::error::{CosError, Result, ServiceError};
+use super::retry::Watch;
 use super::store::{
     ContentHeaders, CopyParams, MetadataDirective, ObjectInfo, PutOptions, PutResult, RangeData,
+    RangePieces,
 };
 use super::xml::{self, parse_xml_time, unquote_etag};
 
@@ -131,7 +133,9 @@ impl std::fmt::Debug for GetObjectOutput {
 }
 
 /// A response body as a stream of chunks. It ends with an error if the connection closes
-/// before Content-Length bytes arrived, so a short body is never taken for a whole one.
+/// before Content-Length bytes arrived, so a short body is never taken for a whole one, and
+/// with a network error when the body stalls or the operation's retry budget is spent with
+/// nothing moving (see `retry::Watch`).
 pub struct ByteStream {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>,
     /// Content-Length of the answer.
@@ -139,19 +143,33 @@ pub struct ByteStream {
 }
 
 impl ByteStream {
-    fn from_response(resp: reqwest::Response, expected: u64) -> ByteStream {
+    fn from_response(resp: reqwest::Response, expected: u64, watch: Watch) -> ByteStream {
         // Scheme, host and port only: enough to say who stopped talking.
         let endpoint = resp.url().origin().ascii_serialization();
         let chunks = resp.bytes_stream();
         let stream = futures::stream::unfold(
-            (chunks, 0u64, false),
-            move |(mut chunks, received, done)| {
+            (chunks, 0u64, false, tokio::time::Instant::now()),
+            move |(mut chunks, received, done, last)| {
                 let endpoint = endpoint.clone();
                 async move {
                     if done {
                         return None;
                     }
-                    match chunks.next().await {
+                    let next = match watch.read(last, chunks.next()).await {
+                        Ok(next) => next,
+                        Err(why) => {
+                            let e = CosError::Network {
+                                endpoint,
+                                message: format!(
+                                    "reading object body after {received} of {expected} bytes: {}",
+                                    why.describe()
+                                ),
+                            };
+                            return Some((Err(e), (chunks, received, true, last)));
+                        }
+                    };
+                    let last = tokio::time::Instant::now();
+                    match next {
                         Some(Ok(chunk)) => {
                             crate::metrics::Metrics::add(
                                 &crate::metrics::global().bytes_downloaded,
@@ -162,16 +180,16 @@ impl ByteStream {
                                 let e = CosError::InvalidResponse(format!(
                                     "body longer than its Content-Length {expected}"
                                 ));
-                                return Some((Err(e), (chunks, received, true)));
+                                return Some((Err(e), (chunks, received, true, last)));
                             }
-                            Some((Ok(chunk), (chunks, received, false)))
+                            Some((Ok(chunk), (chunks, received, false, last)))
                         }
                         Some(Err(e)) => {
                             let e = CosError::Network {
                                 endpoint,
                                 message: format!("reading object body: {e}"),
                             };
-                            Some((Err(e), (chunks, received, true)))
+                            Some((Err(e), (chunks, received, true, last)))
                         }
                         None if received < expected => {
                             let e = CosError::Network {
@@ -180,7 +198,7 @@ impl ByteStream {
                                     "object body ended after {received} of {expected} bytes"
                                 ),
                             };
-                            Some((Err(e), (chunks, received, true)))
+                            Some((Err(e), (chunks, received, true, last)))
                         }
                         None => None,
                     }
@@ -422,6 +440,16 @@ impl Client {
 
     /// GET Object; the body streams (see [`ByteStream`]).
     pub async fn get_object(&self, key: &str, opts: &GetObjectOptions) -> Result<GetObjectOutput> {
+        self.get_object_within(key, opts, None).await
+    }
+
+    /// GET Object within the budget of `watch` (an operation already under way), or a new one.
+    async fn get_object_within(
+        &self,
+        key: &str,
+        opts: &GetObjectOptions,
+        watch: Option<Watch>,
+    ) -> Result<GetObjectOutput> {
         let mut req = CosRequest::new(Method::GET, Some(key));
         if let Some((first, last)) = opts.range {
             if first > last {
@@ -443,7 +471,8 @@ impl Client {
                 o.content_disposition.clone(),
             )
             .query_opt("response-content-encoding", o.content_encoding.clone());
-        let answer = self.execute(&req).await?;
+        let watch = watch.unwrap_or_else(|| self.watch_for(&req));
+        let answer = self.execute_within(&req, watch).await?;
         let content_length =
             parse_u64_header(&answer.headers, "content-length")?.ok_or_else(|| {
                 CosError::InvalidResponse("GET Object answer without Content-Length".into())
@@ -474,7 +503,7 @@ impl Client {
             info,
             content_length,
             content_range,
-            body: ByteStream::from_response(resp, content_length),
+            body: ByteStream::from_response(resp, content_length, answer.watch),
         })
     }
 
@@ -488,6 +517,26 @@ impl Client {
         len: u64,
         if_match: Option<&str>,
     ) -> Result<RangeData> {
+        let mut got = self
+            .get_range_pieces(key, start, len, if_match, len.max(1))
+            .await?;
+        Ok(RangeData {
+            data: got.pieces.pop().unwrap_or_default(),
+            etag: got.etag,
+            object_size: got.object_size,
+        })
+    }
+
+    /// [`Client::get_range`] with the body received straight into `piece`-byte buffers (one
+    /// copy from the network buffers, no joining or cutting afterwards).
+    pub async fn get_range_pieces(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+        piece: u64,
+    ) -> Result<RangePieces> {
         let conditions = Conditions {
             if_match: if_match.map(str::to_string),
             ..Default::default()
@@ -495,8 +544,8 @@ impl Client {
         if len == 0 {
             // An empty range cannot be expressed as `bytes=a-b`; HEAD gives the same facts.
             let info = self.head_object(key, &conditions).await?;
-            return Ok(RangeData {
-                data: Bytes::new(),
+            return Ok(RangePieces {
+                pieces: Vec::new(),
                 etag: info.etag,
                 object_size: info.size,
             });
@@ -507,14 +556,19 @@ impl Client {
             ..Default::default()
         };
         // The request itself is retried inside `get_object`; a body cut off half-way is
-        // retried here, with the same policy, since the bytes are wanted in memory anyway.
+        // retried here, with the same policy and within the same budget, since the bytes are
+        // wanted in memory anyway.
         let policy = self.config().retry;
+        let watch = self.watch_for(&CosRequest::new(Method::GET, Some(key)));
         let mut attempt = 1;
         loop {
             // Errors before the body (already retried inside) are final here.
-            let out = self.get_object(key, &opts).await?;
-            match read_range_body(out, start, len).await {
-                Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
+            let out = self.get_object_within(key, &opts, Some(watch)).await?;
+            match read_range_body(out, start, len, piece).await {
+                Err(e @ CosError::Network { .. })
+                    if attempt < policy.max_attempts
+                        && watch.allows_retry_after(policy.delay_after(attempt)) =>
+                {
                     tracing::debug!(key, attempt, error = %e, "retrying a ranged GET cut short");
                     tokio::time::sleep(policy.delay_after(attempt)).await;
                     attempt += 1;
@@ -535,9 +589,10 @@ impl Client {
         path: &Path,
     ) -> Result<ObjectInfo> {
         let policy = self.config().retry;
+        let watch = self.watch_for(&CosRequest::new(Method::GET, Some(key)));
         let mut attempt = 1;
         loop {
-            let out = self.get_object(key, opts).await?;
+            let out = self.get_object_within(key, opts, Some(watch)).await?;
             match write_body_to_file(key, out, path).await {
                 Err(e @ CosError::Network { .. }) if attempt < policy.max_attempts => {
                     tracing::debug!(key, attempt, error = %e, "retrying a download cut short");
@@ -691,42 +746,67 @@ impl Client {
     }
 }
 
-/// The bytes of a ranged GET answer: `len` from `start` (fewer at the end of the object).
-async fn read_range_body(out: GetObjectOutput, start: u64, len: u64) -> Result<RangeData> {
+/// The bytes of a ranged GET answer: `len` from `start` (fewer at the end of the object), in
+/// buffers of `piece` bytes.
+async fn read_range_body(
+    out: GetObjectOutput,
+    start: u64,
+    len: u64,
+    piece: u64,
+) -> Result<RangePieces> {
     let etag = out.info.etag.clone();
     let object_size = out.info.size;
-    let data = match out.content_range {
-        Some(cr) => {
-            if cr.first != start {
-                return Err(CosError::InvalidResponse(format!(
-                    "asked for bytes from {start}, got {}-{}",
-                    cr.first, cr.last
-                )));
-            }
-            out.body.collect(len).await?
+    // A server that ignores Range sends the whole object from 0: skip up to `start`.
+    let mut skip = match out.content_range {
+        Some(cr) if cr.first != start => {
+            return Err(CosError::InvalidResponse(format!(
+                "asked for bytes from {start}, got {}-{}",
+                cr.first, cr.last
+            )))
         }
-        None => {
-            // A server that ignores Range sends the whole object: keep only our window.
-            let mut body = out.body;
-            let mut skipped = 0u64;
-            let mut buf = Vec::new();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                let chunk_len = chunk.len() as u64;
-                let from = start.saturating_sub(skipped).min(chunk_len) as usize;
-                skipped += chunk_len;
-                let room = (len as usize).saturating_sub(buf.len());
-                let take = (chunk.len() - from).min(room);
-                buf.extend_from_slice(&chunk[from..from + take]);
-                if buf.len() as u64 == len {
-                    break;
-                }
-            }
-            Bytes::from(buf)
-        }
+        Some(_) => 0,
+        None => start,
     };
-    Ok(RangeData {
-        data,
+    let want = len.min(out.content_length.saturating_sub(skip));
+    let piece = piece.clamp(1, want.max(1));
+    let mut pieces = Vec::with_capacity(want.div_ceil(piece) as usize);
+    let mut cur = bytes::BytesMut::new();
+    let mut got = 0u64;
+    let mut body = out.body;
+    while got < want {
+        let Some(chunk) = body.next().await else {
+            break;
+        };
+        let mut chunk = &chunk?[..];
+        if skip > 0 {
+            let n = skip.min(chunk.len() as u64) as usize;
+            skip -= n as u64;
+            chunk = &chunk[n..];
+        }
+        while !chunk.is_empty() && got < want {
+            if cur.capacity() == 0 {
+                cur = bytes::BytesMut::with_capacity(piece.min(want - got) as usize);
+            }
+            let room = cur.capacity() - cur.len();
+            let n = room.min(chunk.len());
+            cur.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            got += n as u64;
+            if cur.len() == cur.capacity() {
+                pieces.push(std::mem::take(&mut cur).freeze());
+            }
+        }
+    }
+    if !cur.is_empty() {
+        pieces.push(cur.freeze());
+    }
+    if got < want {
+        return Err(CosError::InvalidResponse(format!(
+            "object body ended after {got} of {want} bytes"
+        )));
+    }
+    Ok(RangePieces {
+        pieces,
         etag,
         object_size,
     })

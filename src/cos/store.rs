@@ -104,6 +104,40 @@ pub struct RangeData {
     pub object_size: u64,
 }
 
+/// The bytes of a ranged GET cut into pieces, each its own allocation (see
+/// [`ObjectStore::get_range_pieces`]).
+#[derive(Debug, Clone)]
+pub struct RangePieces {
+    pub pieces: Vec<Bytes>,
+    /// The object's ETag at the time of the read (quotes stripped).
+    pub etag: String,
+    pub object_size: u64,
+}
+
+impl RangePieces {
+    /// Cut one buffer into `piece`-byte slices (they share its allocation).
+    pub fn slicing(range: RangeData, piece: u64) -> RangePieces {
+        let piece = usize::try_from(piece.max(1)).unwrap_or(usize::MAX);
+        let data = range.data;
+        let pieces = (0..data.len().div_ceil(piece))
+            .map(|i| data.slice(i * piece..((i + 1) * piece).min(data.len())))
+            .collect();
+        RangePieces {
+            pieces,
+            etag: range.etag,
+            object_size: range.object_size,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.pieces.iter().map(|p| p.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 // A copy is rare next to the request it makes; boxing the options would only add noise.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +211,23 @@ pub trait ObjectStore: Send + Sync + 'static {
         len: u64,
         if_match: Option<&str>,
     ) -> impl Future<Output = Result<RangeData>> + Send;
+
+    /// [`ObjectStore::get_range`] with the bytes received straight into pieces of `piece`
+    /// bytes (the last may be shorter), each its own allocation, so the block cache can free
+    /// them one by one. The default slices `get_range`'s one buffer.
+    fn get_range_pieces(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+        if_match: Option<&str>,
+        piece: u64,
+    ) -> impl Future<Output = Result<RangePieces>> + Send {
+        async move {
+            let range = self.get_range(key, start, len, if_match).await?;
+            Ok(RangePieces::slicing(range, piece))
+        }
+    }
 
     /// PUT Object with the whole body.
     fn put_object(

@@ -89,7 +89,8 @@ impl<S: ObjectStore> FsCore<S> {
             inodes: InodeTable::new(Stat::directory(mount_time)),
             listings: TtlCache::new(META_CACHE_ENTRIES, cfg.stat_ttl),
             lookups: TtlCache::new(META_CACHE_ENTRIES, cfg.stat_ttl),
-            blocks: Arc::new(BlockCache::new(cfg.cache_size)),
+            // Registered with the memory limiter (crate::memory), which evicts from it.
+            blocks: BlockCache::shared(cfg.cache_size),
             hidden: HiddenKeys::default(),
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),

@@ -1,12 +1,14 @@
 //! Read handles and the prefetcher.
 //!
-//! An open file is read with ranged GETs, each carrying `If-Match: <ETag seen at open>`, so a
+//! An open file is read with ranged GETs, each carrying `If-Match: <ETag known at open>`, so a
 //! reader never gets a mix of two versions: when the object changes, the next GET answers 412
-//! and the read fails with EIO.
+//! and the read fails with EIO. The ETag and size may come from the lookup rather than a HEAD
+//! at open; the first GET's If-Match then validates them.
 //!
-//! Data is fetched in *runs*: one ranged GET covering whole [`BLOCK_SIZE`] blocks. A finished run
-//! is cut into blocks that go into the shared LRU [`BlockCache`] (keyed by key + ETag + block),
-//! so a second reader, or a reopen of the same version, is served from memory.
+//! Data is fetched in *runs*: one ranged GET covering whole [`BLOCK_SIZE`] blocks, received
+//! straight into one buffer per block (one copy from the network). The blocks go into the
+//! shared LRU [`BlockCache`] (keyed by key + ETag + block), so a second reader, or a reopen of
+//! the same version, is served from memory.
 //!
 //! Prefetch window: a reader that keeps reading where it stopped (give or take
 //! [`SEQUENTIAL_SLACK`], because the kernel issues readahead concurrently and slightly out of
@@ -16,17 +18,24 @@
 //! GETs are in flight; the window starts at [`FIRST_WINDOW`] and doubles on each sequential
 //! read up to [`MAX_WINDOW`]. A read anywhere else is a seek: the window drops to zero, and only the
 //! blocks the read needs are fetched, so random 4 KiB reads cost one 128 KiB GET each, not
-//! megabytes. Memory per handle is bounded by the window plus one read; runs left behind by a
-//! seek are not cancelled (a concurrent read may be waiting on them) but finish into the cache.
+//! megabytes. Runs left behind by a seek are not cancelled (a concurrent read may be waiting
+//! on them) but finish into the cache.
+//!
+//! Memory (see `crate::memory`): the blocks a read needs wait for room in the mount's budget;
+//! prefetch only takes room that is free, and each sequential stream's window is capped at an
+//! equal share of the prefetch budget, so windows shrink as readers are added. Runs fetched
+//! ahead and not yet read are given back when someone waits for memory (they are fetched
+//! again if still needed).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::cache::{BlockCache, BlockKey};
+use crate::cache::{Block, BlockCache, BlockKey};
 use crate::cos::{CosError, ObjectStore};
+use crate::memory::{self, MemPermit, Reclaim, StreamGuard, Use};
 
 use super::error::{FsError, FsResult};
 
@@ -35,7 +44,7 @@ use super::error::{FsError, FsResult};
 pub const BLOCK_SIZE: u64 = 128 * 1024;
 /// Prefetch window once a reader is known to be sequential.
 pub const FIRST_WINDOW: u64 = 2 * 1024 * 1024;
-/// Largest window: enough GETs in flight to keep a fast link busy, bounded memory per handle.
+/// Largest window (the memory budget's share per stream may cap it lower).
 pub const MAX_WINDOW: u64 = 64 * 1024 * 1024;
 /// Largest single GET; smaller runs mean more parallel GETs within the window.
 pub const MAX_RUN: u64 = 8 * 1024 * 1024;
@@ -45,13 +54,21 @@ const MIN_RUN: u64 = 1024 * 1024;
 /// window (`read_ahead_kb`, 4 MiB by default) as concurrent requests that may arrive out of order.
 pub const SEQUENTIAL_SLACK: u64 = 8 * 1024 * 1024;
 
-type RunData = Shared<BoxFuture<'static, Result<Bytes, Arc<FsError>>>>;
+/// The blocks of a finished run, in order (each `BLOCK_SIZE`, the last maybe shorter).
+type RunBlocks = Arc<Vec<Block>>;
+type RunData = Shared<BoxFuture<'static, Result<RunBlocks, Arc<FsError>>>>;
 
 /// One ranged GET of `[start, end)`, in flight or done.
 struct Run {
     start: u64,
     end: u64,
     data: RunData,
+}
+
+impl Run {
+    fn is_done(&self) -> bool {
+        self.data.peek().is_some()
+    }
 }
 
 struct ReadState {
@@ -62,6 +79,8 @@ struct ReadState {
     window: u64,
     /// Sorted by `start`, non-overlapping.
     runs: VecDeque<Run>,
+    /// Counts this handle among the sequential streams sharing the prefetch budget.
+    stream: Option<StreamGuard>,
 }
 
 /// Per-open state of a file being read.
@@ -70,7 +89,7 @@ pub struct ReadHandle {
     key: Arc<str>,
     etag: Arc<str>,
     size: u64,
-    state: Mutex<ReadState>,
+    state: Arc<Mutex<ReadState>>,
 }
 
 /// Part of a read's answer: bytes at hand, or a slice of a run still being fetched.
@@ -92,19 +111,87 @@ fn block_ceil(x: u64) -> u64 {
     x.div_ceil(BLOCK_SIZE).saturating_mul(BLOCK_SIZE)
 }
 
+fn lock(m: &Mutex<ReadState>) -> std::sync::MutexGuard<'_, ReadState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every open read handle's state, so runs fetched ahead can be given back under pressure.
+struct Handles(Mutex<Vec<Weak<Mutex<ReadState>>>>);
+
+fn handles() -> &'static Arc<Handles> {
+    static HANDLES: OnceLock<Arc<Handles>> = OnceLock::new();
+    HANDLES.get_or_init(|| {
+        let h = Arc::new(Handles(Mutex::new(Vec::new())));
+        let weak: Weak<dyn Reclaim> = Arc::downgrade(&(h.clone() as Arc<dyn Reclaim>));
+        memory::global().add_reclaimer(weak);
+        h
+    })
+}
+
+impl Handles {
+    fn add(&self, state: &Arc<Mutex<ReadState>>) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(state));
+    }
+
+    fn live(&self) -> Vec<Arc<Mutex<ReadState>>> {
+        let list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+impl Reclaim for Handles {
+    /// Drop finished runs, furthest ahead first in each handle (a read waiting on one keeps
+    /// its own reference, so nothing in use is lost).
+    fn reclaim(&self, bytes: u64) -> u64 {
+        let mut freed = 0;
+        for state in self.live() {
+            let mut st = lock(&state);
+            while freed < bytes {
+                match st.runs.back() {
+                    Some(r) if r.is_done() => {
+                        freed += r.end - r.start;
+                        st.runs.pop_back();
+                    }
+                    _ => break,
+                }
+            }
+            if freed >= bytes {
+                break;
+            }
+        }
+        freed
+    }
+
+    fn held(&self) -> u64 {
+        self.live()
+            .iter()
+            .map(|s| lock(s).runs.iter().map(|r| r.end - r.start).sum::<u64>())
+            .sum()
+    }
+
+    fn is_cache(&self) -> bool {
+        false
+    }
+}
+
 impl ReadHandle {
     pub fn new(ino: u64, key: &str, etag: &str, size: u64) -> Self {
+        let state = Arc::new(Mutex::new(ReadState {
+            next_offset: 0,
+            streak: 0,
+            window: 0,
+            runs: VecDeque::new(),
+            stream: None,
+        }));
+        handles().add(&state);
         ReadHandle {
             ino,
             key: Arc::from(key),
             etag: Arc::from(etag),
             size,
-            state: Mutex::new(ReadState {
-                next_offset: 0,
-                streak: 0,
-                window: 0,
-                runs: VecDeque::new(),
-            }),
+            state,
         }
     }
 
@@ -124,35 +211,54 @@ impl ReadHandle {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let mut pieces = self.plan(store, cache, offset, end);
-        // The common case, a read inside one block or one run, needs no copy.
-        if pieces.len() == 1 {
-            if let Some(piece) = pieces.pop() {
-                return self.resolve(piece).await;
+        let pieces = self.plan(store, cache, offset, end);
+        let mut parts = Vec::new();
+        for piece in pieces {
+            self.resolve(piece, &mut parts).await?;
+        }
+        // The common case, a read inside one block, needs no copy.
+        if parts.len() == 1 {
+            if let Some(only) = parts.pop() {
+                return Ok(only);
             }
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for piece in pieces {
-            out.extend_from_slice(&self.resolve(piece).await?);
+        for part in parts {
+            out.extend_from_slice(&part);
         }
         Ok(out.freeze())
     }
 
-    /// The bytes of one piece, waiting for its GET if needed.
-    async fn resolve(&self, piece: Piece) -> FsResult<Bytes> {
+    /// The bytes of one piece, waiting for its GET if needed, appended to `out` as slices of
+    /// the blocks (no copy).
+    async fn resolve(&self, piece: Piece, out: &mut Vec<Bytes>) -> FsResult<()> {
         match piece {
-            Piece::Ready(b) => Ok(b),
+            Piece::Ready(b) => out.push(b),
             Piece::Pending {
                 data,
                 run_start,
                 from,
                 to,
             } => {
-                let bytes = data.await.map_err(FsError::Shared)?;
-                slice_of(&bytes, from - run_start, to - run_start)
-                    .ok_or_else(|| self.short_read(from, to - from, bytes.len() as u64))
+                let blocks = data.await.map_err(FsError::Shared)?;
+                let mut pos = from;
+                while pos < to {
+                    let index = ((pos - run_start) / BLOCK_SIZE) as usize;
+                    let block_start = run_start + index as u64 * BLOCK_SIZE;
+                    let block = blocks.get(index).ok_or_else(|| {
+                        self.short_read(pos, to - pos, blocks.len() as u64 * BLOCK_SIZE)
+                    })?;
+                    block.claim();
+                    let upto = to.min(block_start + block.data.len() as u64);
+                    let slice = slice_of(&block.data, pos - block_start, upto - block_start)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| self.short_read(pos, to - pos, upto - pos))?;
+                    out.push(slice);
+                    pos = upto;
+                }
             }
         }
+        Ok(())
     }
 
     fn short_read(&self, offset: u64, wanted: u64, got: u64) -> FsError {
@@ -173,7 +279,8 @@ impl ReadHandle {
         offset: u64,
         end: u64,
     ) -> Vec<Piece> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let limiter = memory::global();
+        let mut st = lock(&self.state);
         let ahead = st
             .runs
             .back()
@@ -183,15 +290,22 @@ impl ReadHandle {
         if sequential {
             st.streak = st.streak.saturating_add(1);
             if st.streak >= 2 {
+                if st.stream.is_none() {
+                    st.stream = Some(limiter.register_stream());
+                }
+                // An equal share of the prefetch budget per sequential stream.
+                let cap = limiter.prefetch_window().clamp(MIN_RUN, MAX_WINDOW);
                 st.window = if st.window == 0 {
                     FIRST_WINDOW
                 } else {
-                    (st.window * 2).min(MAX_WINDOW)
-                };
+                    st.window * 2
+                }
+                .min(cap);
             }
         } else {
             st.streak = 0;
             st.window = 0;
+            st.stream = None;
             st.runs.clear();
         }
         st.next_offset = st.next_offset.max(end);
@@ -232,7 +346,8 @@ impl ReadHandle {
                     continue;
                 }
             }
-            // Missing: fetch the blocks this read needs, up to the next run already planned.
+            // Missing: fetch the blocks this read needs, up to the next run already planned
+            // (waiting for memory if need be).
             let next_run = st
                 .runs
                 .iter()
@@ -241,7 +356,7 @@ impl ReadHandle {
                 .min()
                 .unwrap_or(u64::MAX);
             let run_end = block_ceil(end).min(next_run).min(self.size);
-            self.start_run(&mut st, store, cache, block_start, run_end);
+            self.start_run(&mut st, store, cache, block_start, run_end, None);
         }
 
         if st.window > 0 {
@@ -263,7 +378,12 @@ impl ReadHandle {
                     continue;
                 }
                 let to = (from + run_len).min(target);
-                self.start_run(&mut st, store, cache, from, to);
+                // Prefetch takes only free memory: under pressure the window shrinks.
+                let Some(permit) = limiter.try_prefetch(to - from) else {
+                    st.window = (st.window / 2).max(MIN_RUN);
+                    break;
+                };
+                self.start_run(&mut st, store, cache, from, to, Some(permit));
                 from = to;
             }
         }
@@ -278,7 +398,8 @@ impl ReadHandle {
         }
     }
 
-    /// Spawn the GET of `[start, end)` (block aligned, except at the end of the object).
+    /// Spawn the GET of `[start, end)` (block aligned, except at the end of the object), with
+    /// the memory already reserved (prefetch) or to be waited for.
     fn start_run<S: ObjectStore>(
         &self,
         st: &mut ReadState,
@@ -286,6 +407,7 @@ impl ReadHandle {
         cache: &Arc<BlockCache>,
         start: u64,
         end: u64,
+        permit: Option<MemPermit>,
     ) {
         let (store, cache, key, etag) = (
             store.clone(),
@@ -295,8 +417,15 @@ impl ReadHandle {
         );
         let len = end - start;
         let task = tokio::spawn(async move {
+            let mem = match permit {
+                Some(p) => p,
+                None => memory::global()
+                    .acquire(len, Use::Read)
+                    .await
+                    .map_err(|e| FsError::Internal(e.to_string()))?,
+            };
             let got = store
-                .get_range(&key, start, len, Some(&etag))
+                .get_range_pieces(&key, start, len, Some(&etag), BLOCK_SIZE)
                 .await
                 .map_err(|e| changed_or(e, &key, &etag))?;
             if got.etag != *etag {
@@ -305,27 +434,45 @@ impl ReadHandle {
                     opened: etag.to_string(),
                 });
             }
-            if got.data.len() as u64 != len {
+            let received = got.len();
+            let whole_blocks = got
+                .pieces
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|p| p.len() as u64 == BLOCK_SIZE);
+            if received != len || !whole_blocks {
                 return Err(FsError::ShortRead {
                     key: key.to_string(),
                     offset: start,
                     wanted: len,
-                    got: got.data.len() as u64,
+                    got: received,
                 });
             }
-            let mut at = 0u64;
-            while at < len {
-                let to = (at + BLOCK_SIZE).min(len);
-                let index = (start + at) / BLOCK_SIZE;
-                let block = BlockKey {
-                    key: key.clone(),
-                    etag: etag.clone(),
-                    index,
+            // One permit per block, so each is given back when its last holder lets go.
+            let count = got.pieces.len();
+            let mut rest = Some(mem);
+            let mut blocks = Vec::with_capacity(count);
+            for (i, data) in got.pieces.into_iter().enumerate() {
+                let permit = if i + 1 == count {
+                    rest.take()
+                } else {
+                    rest.as_mut()
+                        .and_then(|m| m.split_off(data.len() as u64))
+                        .or_else(|| rest.take())
                 };
-                cache.insert(block, got.data.slice(at as usize..to as usize));
-                at = to;
+                let block = Block::new(data, permit.map(Arc::new));
+                cache.insert(
+                    BlockKey {
+                        key: key.clone(),
+                        etag: etag.clone(),
+                        index: start / BLOCK_SIZE + i as u64,
+                    },
+                    block.clone(),
+                );
+                blocks.push(block);
             }
-            Ok(got.data)
+            Ok(Arc::new(blocks))
         });
         let data = async move {
             match task.await {

@@ -1156,7 +1156,8 @@ impl<S: ObjectStore> WriteHandle<S> {
             self.abort_upload(upload).await;
         }
         self.ensure_local(0, size).await?;
-        let (body, sent) =
+        // `_mem`: the body's share of the memory budget, held until the upload is done.
+        let (body, sent, _mem) =
             read_with_crc(self.spool.file(), self.spool.path().to_path_buf(), 0, size).await?;
         let result = self
             .store
@@ -1306,13 +1307,21 @@ async fn read_blocking(
 }
 
 /// Read a range of the spool and its CRC-64, both off the async workers (a part is megabytes:
-/// hashing it inline would stall other operations' tasks).
+/// hashing it inline would stall other operations' tasks). The buffer first waits for its room
+/// in the mount's memory budget (crate::memory); the caller holds the permit while uploading.
 async fn read_with_crc(
     file: Arc<File>,
     path: PathBuf,
     offset: u64,
     len: u64,
-) -> Result<(Bytes, u64), WriteError> {
+) -> Result<(Bytes, u64, crate::memory::MemPermit), WriteError> {
+    let mem = crate::memory::global()
+        .acquire(len, crate::memory::Use::Write)
+        .await
+        .map_err(|e| WriteError::Spool {
+            path: path.clone(),
+            source: Arc::new(io::Error::other(e.to_string())),
+        })?;
     let joined = tokio::task::spawn_blocking(move || {
         read_spool(&file, offset, len as usize).map(|data| {
             let crc = crc64::checksum(&data);
@@ -1321,7 +1330,7 @@ async fn read_with_crc(
     })
     .await;
     match joined {
-        Ok(Ok(read)) => Ok(read),
+        Ok(Ok((data, crc))) => Ok((data, crc, mem)),
         Ok(Err(e)) => Err(WriteError::Spool {
             path,
             source: Arc::new(e),
@@ -1347,7 +1356,8 @@ async fn upload_one_part<S: ObjectStore>(
             offset,
             len,
         } => {
-            let (body, sent) = read_with_crc(file, path, offset, len).await?;
+            // `_mem` is held until the part is uploaded.
+            let (body, sent, _mem) = read_with_crc(file, path, offset, len).await?;
             let result = store
                 .upload_part(key, upload_id, number, body)
                 .await
