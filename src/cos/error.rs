@@ -53,6 +53,33 @@ pub enum CosError {
     Io(#[from] std::io::Error),
 }
 
+/// The meaning of a [`CosError`] for the layers above the client (see [`CosError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such object (or copy source).
+    NotFound,
+    NoSuchBucket,
+    /// The multipart upload is gone (completed, aborted or expired).
+    NoSuchUpload,
+    /// An `If-Match` (or copy-source `If-Match`) condition failed: the object changed.
+    PreconditionFailed,
+    /// Refused: bad key, signature or permissions.
+    AccessDenied,
+    /// The request's time is too far from the server's.
+    ClockSkew,
+    KeyTooLong,
+    /// The body is over what the operation accepts.
+    TooLarge,
+    /// The body did not match its Content-MD5.
+    BadDigest,
+    /// The store does not offer this operation (501 NotImplemented).
+    NotSupported,
+    /// The caller asked for something COS cannot do (before any request was sent).
+    InvalidInput,
+    /// Anything else: network errors, 5xx after retries, bad answers.
+    Other,
+}
+
 pub type Result<T, E = CosError> = std::result::Result<T, E>;
 
 impl CosError {
@@ -74,7 +101,46 @@ impl CosError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// What the error means to a caller, decided here once: the filesystem matches on this
+    /// and never reads COS codes or HTTP statuses itself.
+    pub fn kind(&self) -> ErrorKind {
+        let CosError::Service(s) = self else {
+            return match self {
+                CosError::InvalidInput(msg)
+                    if msg.contains("KeyTooLong") || msg.contains("key too long") =>
+                {
+                    ErrorKind::KeyTooLong
+                }
+                CosError::InvalidInput(_) => ErrorKind::InvalidInput,
+                _ => ErrorKind::Other,
+            };
+        };
+        match s.code.as_str() {
+            "NoSuchKey" | "NoSuchCopySource" => return ErrorKind::NotFound,
+            "NoSuchUpload" => return ErrorKind::NoSuchUpload,
+            "NoSuchBucket" => return ErrorKind::NoSuchBucket,
+            "PreconditionFailed" => return ErrorKind::PreconditionFailed,
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+                return ErrorKind::AccessDenied
+            }
+            "RequestTimeTooSkewed" => return ErrorKind::ClockSkew,
+            "KeyTooLong" => return ErrorKind::KeyTooLong,
+            "EntityTooLarge" => return ErrorKind::TooLarge,
+            "BadDigest" | "InvalidDigest" => return ErrorKind::BadDigest,
+            "NotImplemented" | "MethodNotAllowed" => return ErrorKind::NotSupported,
+            _ => {}
+        }
+        // Bodiless answers (HEAD) carry a code derived from the status only.
+        match s.status {
+            404 => ErrorKind::NotFound,
+            412 => ErrorKind::PreconditionFailed,
+            403 => ErrorKind::AccessDenied,
+            501 => ErrorKind::NotSupported,
+            _ => ErrorKind::Other,
+        }
     }
 
     pub fn request_id(&self) -> Option<&str> {

@@ -15,5 +15,5 @@ pub mod store;
 pub mod xml;
 
 pub use client::{Client, ClientConfig, Credentials, PutBody};
-pub use error::{CosError, Result, ServiceError};
+pub use error::{CosError, ErrorKind, Result, ServiceError};
 pub use store::ObjectStore;

@@ -11,7 +11,8 @@ use fuser::Errno;
 
 use super::namespace::NsError;
 use super::write::WriteError;
-use crate::cos::CosError;
+use super::xattr::XattrError;
+use crate::cos::{CosError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -84,10 +85,22 @@ impl From<NsError> for FsError {
     }
 }
 
-impl FsError {
-    pub fn errno(&self) -> Errno {
+/// An error that a FUSE reply reports as an errno. Every implementation is in this file: it is
+/// the one table of errno choices (SEMANTICS.md quotes it).
+pub trait ToErrno: std::fmt::Display {
+    fn errno(&self) -> Errno;
+
+    /// Errors a user expects in normal operation (a missing file); not worth a warning.
+    fn is_routine(&self) -> bool {
+        let e = self.errno();
+        e == Errno::ENOENT || e == Errno::ENOTDIR || e == Errno::EISDIR || e == Errno::EROFS
+    }
+}
+
+impl ToErrno for FsError {
+    fn errno(&self) -> Errno {
         match self {
-            FsError::Cos(e) => cos_errno(e),
+            FsError::Cos(e) => e.errno(),
             FsError::NotFound => Errno::ENOENT,
             FsError::NotADirectory => Errno::ENOTDIR,
             FsError::IsADirectory => Errno::EISDIR,
@@ -99,8 +112,8 @@ impl FsError {
             // EIO, not ESTALE: the caller should see a hard error and reopen deliberately.
             FsError::ObjectChanged { .. } => Errno::EIO,
             FsError::ShortRead { .. } => Errno::EIO,
-            FsError::Write(e) => Errno::from_i32(e.errno()),
-            FsError::Namespace(e) => Errno::from_i32(e.errno()),
+            FsError::Write(e) => e.errno(),
+            FsError::Namespace(e) => e.errno(),
             FsError::Exists => Errno::EEXIST,
             FsError::NotEmpty => Errno::ENOTEMPTY,
             // EPERM is what link(2) and mknod(2) answer on filesystems without such objects.
@@ -111,8 +124,7 @@ impl FsError {
         }
     }
 
-    /// Errors a user expects in normal operation (a missing file); not worth a warning.
-    pub fn is_routine(&self) -> bool {
+    fn is_routine(&self) -> bool {
         match self {
             FsError::Shared(inner) => inner.is_routine(),
             other => {
@@ -123,27 +135,89 @@ impl FsError {
     }
 }
 
-fn cos_errno(e: &CosError) -> Errno {
-    match e {
-        CosError::Service(s) => match s.code.as_str() {
-            "NoSuchKey" => Errno::ENOENT,
-            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => Errno::EACCES,
-            "KeyTooLong" => Errno::ENAMETOOLONG,
-            // A changed object under an open handle (If-Match); the caller logs which.
-            "PreconditionFailed" => Errno::EIO,
-            // NoSuchBucket while mounted, throttling that outlived the retries, 5xx, ...
-            _ => Errno::EIO,
-        },
-        CosError::Network { .. } => Errno::EIO,
-        CosError::InvalidResponse(_) => Errno::EIO,
-        CosError::InvalidInput(msg) if is_key_too_long(msg) => Errno::ENAMETOOLONG,
-        CosError::InvalidInput(_) => Errno::EINVAL,
-        CosError::Io(_) => Errno::EIO,
+/// What COS answered, by the meaning [`CosError::kind`] gave it.
+impl ToErrno for CosError {
+    fn errno(&self) -> Errno {
+        match self.kind() {
+            ErrorKind::NotFound => Errno::ENOENT,
+            ErrorKind::AccessDenied => Errno::EACCES,
+            ErrorKind::KeyTooLong => Errno::ENAMETOOLONG,
+            ErrorKind::TooLarge => Errno::EFBIG,
+            // The object changed between our look and this request (If-Match on a read or
+            // a copy): a hard error; the caller logs which object.
+            ErrorKind::PreconditionFailed => Errno::EIO,
+            ErrorKind::NotSupported => Errno::ENOTSUP,
+            ErrorKind::InvalidInput => Errno::EINVAL,
+            // NoSuchBucket while mounted, a lost upload, a clock problem, a bad digest,
+            // throttling that outlived the retries, 5xx, network errors...
+            ErrorKind::NoSuchBucket
+            | ErrorKind::NoSuchUpload
+            | ErrorKind::ClockSkew
+            | ErrorKind::BadDigest
+            | ErrorKind::Other => Errno::EIO,
+        }
     }
 }
 
-fn is_key_too_long(msg: &str) -> bool {
-    msg.contains("KeyTooLong") || msg.contains("key too long")
+impl ToErrno for WriteError {
+    fn errno(&self) -> Errno {
+        match self {
+            // Only these COS answers say something the writer can act on; any other
+            // failure of an upload is EIO (the log has the code and request id).
+            WriteError::Cos { source, .. } => match source.kind() {
+                ErrorKind::AccessDenied => Errno::EACCES,
+                ErrorKind::KeyTooLong => Errno::ENAMETOOLONG,
+                ErrorKind::TooLarge => Errno::EFBIG,
+                _ => Errno::EIO,
+            },
+            WriteError::Spool { source, .. } => source
+                .raw_os_error()
+                .map(Errno::from_i32)
+                .unwrap_or(Errno::EIO),
+            WriteError::ChecksumMismatch { .. } => Errno::EIO,
+            WriteError::TooLarge { .. } => Errno::EFBIG,
+            WriteError::Internal { .. } => Errno::EIO,
+        }
+    }
+}
+
+impl ToErrno for NsError {
+    fn errno(&self) -> Errno {
+        match self {
+            // PreconditionFailed: the source changed between our look and the copy (EIO,
+            // as for reads: one meaning for one condition).
+            NsError::Cos { source, .. } => source.errno(),
+            NsError::NotEmpty { .. } => Errno::ENOTEMPTY,
+            NsError::NotASymlink { .. } => Errno::EINVAL,
+            NsError::LinkTooLong { .. } => Errno::ENAMETOOLONG,
+            NsError::IntoItself { .. } => Errno::EINVAL,
+            NsError::ChecksumMismatch { .. } => Errno::EIO,
+        }
+    }
+}
+
+impl ToErrno for XattrError {
+    fn errno(&self) -> Errno {
+        match self {
+            XattrError::NoData => Errno::ENODATA,
+            XattrError::Range(_) => Errno::ERANGE,
+            XattrError::ReadOnly(_) => Errno::EPERM,
+            XattrError::TooBig(_) => Errno::E2BIG,
+            XattrError::Exists => Errno::EEXIST,
+            XattrError::NotSupported(_) => Errno::ENOTSUP,
+            XattrError::Invalid(_) => Errno::EINVAL,
+            XattrError::Fs(e) => e.errno(),
+        }
+    }
+
+    /// Misses and probes tools make all the time; not worth a warning in the log.
+    fn is_routine(&self) -> bool {
+        match self {
+            XattrError::NoData | XattrError::Range(_) => true,
+            XattrError::Fs(e) => e.is_routine(),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use tokio::runtime::Handle;
 use crate::cos::ObjectStore;
 
 pub use self::core::{FsConfig, FsCore, WriteSettings};
-use self::error::FsError;
+use self::error::ToErrno;
 
 /// Kernel background requests (readahead) allowed in flight; fuser's default of 16 starves a
 /// network filesystem whose every request waits on the network.
@@ -85,7 +85,7 @@ error_reply!(
 
 /// Reply with the error's errno, logging it: routine misses at debug, everything else (with the
 /// COS code and request id inside the error's text) at warn.
-pub fn fail<R: ErrorReply>(op: &'static str, err: FsError, reply: R) {
+pub fn fail<R: ErrorReply, E: ToErrno>(op: &'static str, err: E, reply: R) {
     let errno = err.errno();
     if err.is_routine() {
         tracing::debug!(op, errno = errno.code(), "{err}");
@@ -398,7 +398,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             match core.getxattr(ino.0, &name, size).await {
                 Ok(r) => xattr_reply(r, reply),
-                Err(e) => xattr::fail("getxattr", e, reply),
+                Err(e) => fail("getxattr", e, reply),
             }
         });
     }
@@ -407,7 +407,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             match core.listxattr(ino.0, size).await {
                 Ok(r) => xattr_reply(r, reply),
-                Err(e) => xattr::fail("listxattr", e, reply),
+                Err(e) => fail("listxattr", e, reply),
             }
         });
     }
@@ -635,7 +635,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             match core.setxattr(ino.0, &name, &value, flags).await {
                 Ok(()) => reply.ok(),
-                Err(e) => xattr::fail("setxattr", e, reply),
+                Err(e) => fail("setxattr", e, reply),
             }
         });
     }
@@ -645,7 +645,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             match core.removexattr(ino.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => xattr::fail("removexattr", e, reply),
+                Err(e) => fail("removexattr", e, reply),
             }
         });
     }

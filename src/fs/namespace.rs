@@ -95,25 +95,6 @@ impl NsError {
             source,
         }
     }
-
-    /// The errno a file operation should report.
-    pub fn errno(&self) -> i32 {
-        match self {
-            NsError::Cos { source, .. } => match source.code() {
-                Some("NoSuchKey") | Some("NoSuchCopySource") => libc::ENOENT,
-                Some("AccessDenied") => libc::EACCES,
-                Some("KeyTooLong") => libc::ENAMETOOLONG,
-                // The source changed between our look and the copy.
-                Some("PreconditionFailed") => libc::ESTALE,
-                _ => libc::EIO,
-            },
-            NsError::NotEmpty { .. } => libc::ENOTEMPTY,
-            NsError::NotASymlink { .. } => libc::EINVAL,
-            NsError::LinkTooLong { .. } => libc::ENAMETOOLONG,
-            NsError::IntoItself { .. } => libc::EINVAL,
-            NsError::ChecksumMismatch { .. } => libc::EIO,
-        }
-    }
 }
 
 pub type NsResult<T> = Result<T, NsError>;
@@ -606,6 +587,8 @@ pub async fn read_link<S: ObjectStore>(store: &S, info: &ObjectInfo) -> NsResult
 mod tests {
     use super::*;
     use crate::cos::memory::{MemoryStore, StoreOp};
+    #[allow(unused_imports)]
+    use crate::fs::error::ToErrno;
 
     fn ia_options() -> PutOptions {
         PutOptions {
@@ -683,7 +666,7 @@ mod tests {
             parallel_copies: 1,
         };
         let err = rename_key(&store, &cfg, "big", "dst").await.unwrap_err();
-        assert_eq!(err.errno(), libc::EIO);
+        assert_eq!(err.errno(), fuser::Errno::EIO);
         assert!(store.get("big").is_some());
         assert!(store.get("dst").is_none());
         assert!(store.pending_uploads().is_empty());
@@ -719,7 +702,7 @@ mod tests {
         let err = rename_dir(&store, &NamespaceConfig::default(), "a/", "a/b/")
             .await
             .unwrap_err();
-        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(err.errno(), fuser::Errno::EINVAL);
     }
 
     #[tokio::test]
@@ -757,7 +740,7 @@ mod tests {
         store.insert("d/sub/x", &b"x"[..], &PutOptions::default());
         store.reset_requests();
         let err = remove_dir(&store, "d/").await.unwrap_err();
-        assert_eq!(err.errno(), libc::ENOTEMPTY);
+        assert_eq!(err.errno(), fuser::Errno::ENOTEMPTY);
         assert_eq!(store.requests(StoreOp::ListObjects), 1);
         assert!(store.get("d/").is_some());
         store.insert("d/sub/x", &b"x"[..], &PutOptions::default());
@@ -783,11 +766,11 @@ mod tests {
         let info = head(&store, "plain").await;
         assert_eq!(
             read_link(&store, &info).await.unwrap_err().errno(),
-            libc::EINVAL
+            fuser::Errno::EINVAL
         );
         let long = vec![b'a'; 5000];
         let err = make_symlink(&store, "l2", &long, 0, 0).await.unwrap_err();
-        assert_eq!(err.errno(), libc::ENAMETOOLONG);
+        assert_eq!(err.errno(), fuser::Errno::ENAMETOOLONG);
     }
 
     #[tokio::test]
@@ -796,6 +779,6 @@ mod tests {
         let err = rename_key(&store, &NamespaceConfig::default(), "nope", "x")
             .await
             .unwrap_err();
-        assert_eq!(err.errno(), libc::ENOENT);
+        assert_eq!(err.errno(), fuser::Errno::ENOENT);
     }
 }

@@ -34,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cache::{Block, BlockCache, BlockKey};
-use crate::cos::{CosError, ObjectStore};
+use crate::cos::{CosError, ErrorKind, ObjectStore};
 use crate::memory::{self, MemPermit, Reclaim, StreamGuard, Use};
 
 use super::error::{FsError, FsResult};
@@ -500,7 +500,7 @@ fn slice_of(b: &Bytes, from: u64, to: u64) -> Option<Bytes> {
 
 /// A 412 on a GET with If-Match means the object changed since open.
 fn changed_or(e: CosError, key: &str, etag: &str) -> FsError {
-    if e.code() == Some("PreconditionFailed") || e.status() == Some(412) {
+    if e.kind() == ErrorKind::PreconditionFailed {
         FsError::ObjectChanged {
             key: key.to_string(),
             opened: etag.to_string(),

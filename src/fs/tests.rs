@@ -14,6 +14,7 @@ use super::attr::AttrDefaults;
 use super::core::{FsConfig, FsCore};
 use super::inode::ROOT_INO;
 use super::read::BLOCK_SIZE;
+use crate::fs::error::ToErrno;
 
 fn config() -> FsConfig {
     FsConfig {

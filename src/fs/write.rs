@@ -252,22 +252,6 @@ impl WriteError {
         }
     }
 
-    /// The errno a file operation should report for this error.
-    pub fn errno(&self) -> i32 {
-        match self {
-            WriteError::Cos { source, .. } => match source.code() {
-                Some("AccessDenied") => libc::EACCES,
-                Some("KeyTooLong") => libc::ENAMETOOLONG,
-                Some("EntityTooLarge") => libc::EFBIG,
-                _ => libc::EIO,
-            },
-            WriteError::Spool { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            WriteError::ChecksumMismatch { .. } => libc::EIO,
-            WriteError::TooLarge { .. } => libc::EFBIG,
-            WriteError::Internal { .. } => libc::EIO,
-        }
-    }
-
     /// The COS error code, when COS answered.
     pub fn cos_code(&self) -> Option<&str> {
         match self {
@@ -1391,6 +1375,8 @@ async fn upload_one_part<S: ObjectStore>(
 mod tests {
     use super::*;
     use crate::cos::memory::{MemoryStore, StoreOp};
+    #[allow(unused_imports)]
+    use crate::fs::error::ToErrno;
     use rand::{Rng, SeedableRng};
 
     /// Small parts keep tests fast; the store accepts them as COS accepts 1 MiB ones.
@@ -1768,7 +1754,7 @@ mod tests {
             }
         }
         let err = h.flush().await.unwrap_err();
-        assert_eq!(err.errno(), libc::EIO);
+        assert_eq!(err.errno(), fuser::Errno::EIO);
         assert_eq!(err.cos_code(), Some("InternalError"));
         assert!(err.request_id().is_some());
         assert!(matches!(h.state(), WriteState::Failed(_)));
@@ -1800,7 +1786,7 @@ mod tests {
         let mut h = f.create("new.txt");
         h.write_at(0, b"data").await.unwrap();
         let err = h.close().await.unwrap_err();
-        assert_eq!(err.errno(), libc::EACCES);
+        assert_eq!(err.errno(), fuser::Errno::EACCES);
         assert!(f.store.get("new.txt").is_none());
         assert_eq!(f.spool_files().len(), 1, "spool kept");
     }

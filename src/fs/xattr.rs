@@ -33,7 +33,6 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use fuser::Errno;
 
 use crate::cos::acl::{
     AclUpdate, Grant, GrantHeaders, Grantee, ALL_USERS_URI, AUTHENTICATED_USERS_URI,
@@ -41,7 +40,7 @@ use crate::cos::acl::{
 };
 use crate::cos::object::STORAGE_CLASSES;
 use crate::cos::store::{AclInfo, CopyParams, MetadataDirective, ObjectInfo, PutOptions};
-use crate::cos::{CosError, ObjectStore};
+use crate::cos::{CosError, ErrorKind, ObjectStore};
 
 use super::attr::Kind;
 use super::core::FsCore;
@@ -88,52 +87,15 @@ pub enum XattrError {
 impl From<CosError> for XattrError {
     fn from(e: CosError) -> Self {
         // A store that keeps no ACLs, or COS refusing an operation it does not offer.
-        if e.status() == Some(501) {
-            return XattrError::NotSupported(e.to_string());
-        }
-        if e.is_not_found() {
-            return XattrError::Fs(FsError::NotFound);
-        }
-        XattrError::Fs(FsError::from(e))
-    }
-}
-
-impl XattrError {
-    pub fn errno(&self) -> Errno {
-        match self {
-            XattrError::NoData => Errno::ENODATA,
-            XattrError::Range(_) => Errno::ERANGE,
-            XattrError::ReadOnly(_) => Errno::EPERM,
-            XattrError::TooBig(_) => Errno::E2BIG,
-            XattrError::Exists => Errno::EEXIST,
-            XattrError::NotSupported(_) => Errno::ENOTSUP,
-            XattrError::Invalid(_) => Errno::EINVAL,
-            XattrError::Fs(e) => e.errno(),
-        }
-    }
-
-    /// Misses and probes tools make all the time; not worth a warning in the log.
-    pub fn is_routine(&self) -> bool {
-        match self {
-            XattrError::NoData | XattrError::Range(_) => true,
-            XattrError::Fs(e) => e.is_routine(),
-            _ => false,
+        match e.kind() {
+            ErrorKind::NotSupported => XattrError::NotSupported(e.to_string()),
+            ErrorKind::NotFound => XattrError::Fs(FsError::NotFound),
+            _ => XattrError::Fs(FsError::from(e)),
         }
     }
 }
 
 pub type XattrResult<T> = Result<T, XattrError>;
-
-/// Reply with the error's errno, logging it (routine misses at debug level).
-pub fn fail<R: super::ErrorReply>(op: &'static str, err: XattrError, reply: R) {
-    let errno = err.errno();
-    if err.is_routine() {
-        tracing::debug!(op, errno = errno.code(), "{err}");
-    } else {
-        tracing::warn!(op, errno = errno.code(), "{err}");
-    }
-    reply.reply_error(errno);
-}
 
 /// What an xattr name means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -746,7 +708,7 @@ impl<S: ObjectStore> FsCore<S> {
     ) -> XattrResult<()> {
         let acl = match self.store().get_acl(Some(key)).await {
             Ok(acl) => Some(acl),
-            Err(e) if e.status() == Some(501) => None,
+            Err(e) if e.kind() == ErrorKind::NotSupported => None,
             Err(e) => return Err(e.into()),
         };
         let canned = acl.as_ref().and_then(|a| canned_of(a, true));
@@ -795,6 +757,10 @@ fn object_attr(info: &ObjectInfo, attr: &Attr) -> XattrResult<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::cos::acl::AccessControlPolicy;
+    #[allow(unused_imports)]
+    use crate::fs::error::ToErrno;
+    #[allow(unused_imports)]
+    use fuser::Errno;
 
     #[test]
     fn names_map_as_documented() {

@@ -1082,6 +1082,8 @@ fn stat_of(info: &ObjectInfo) -> Stat {
 
 #[cfg(test)]
 mod tests {
+    #[allow(unused_imports)]
+    use crate::fs::error::ToErrno;
     use std::ffi::OsStr;
     use std::time::Duration;
 
