@@ -479,7 +479,25 @@ fn fs_config(cfg: &MountConfig) -> FsConfig {
         stat_ttl: cfg.stat_ttl,
         cache_size: cfg.cache_size,
         read_only: cfg.read_only,
+        meta: cfg.meta,
+        // Keyed by the endpoint too: two servers may hold buckets of the same name.
+        learned_file: Some(learned_dir(cfg).join(crate::fs::names::learned::file_name(
+            &cfg.bucket,
+            &format!(
+                "{}|{}|{}",
+                cfg.endpoint.as_deref().unwrap_or(""),
+                cfg.region.as_deref().unwrap_or(""),
+                cfg.prefix
+            ),
+        ))),
     }
+}
+
+/// Where learned metadata is kept between mounts: the cache directory (beside the spool).
+fn learned_dir(cfg: &MountConfig) -> std::path::PathBuf {
+    cfg.cache_dir
+        .clone()
+        .unwrap_or_else(crate::fs::spool::default_cache_dir)
 }
 
 /// Check the bucket, mount, report `ok`, serve until unmounted.
@@ -528,10 +546,12 @@ fn serve(
         None => Session::new(fs, &cfg.mountpoint, &fuse_cfg),
     }
     .map_err(|e| mount_error(e, cfg))?;
+    core.names().set_notifier(session.notifier());
     if dev_fd(&cfg.mountpoint).is_none() {
         tune_readahead(&cfg.mountpoint, cfg.read_ahead_kb);
     }
 
+    let saver = core.clone();
     let mut unmounter = session.unmount_callable();
     let mountpoint = cfg.mountpoint.clone();
     rt.spawn(async move {
@@ -579,6 +599,8 @@ fn serve(
         detach_stdio();
     }
     let served = session.run();
+    // What HEADs learned spares the next mount of this bucket their cost.
+    saver.names().save_learned();
     tracing::info!("unmounted; {}", crate::metrics::global().summary());
     rt.shutdown_timeout(Duration::from_secs(2));
     served.context("serving the mount")

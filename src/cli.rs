@@ -39,7 +39,7 @@ only form mount(8) and /etc/fstab pass:
   auto_unmount nonempty uid=N gid=N umask=OCTAL attr_timeout=SECS stat_ttl=SECS cache_size=SIZE
   read_ahead_kb=N cache_dir=PATH part_size=SIZE parallel_parts=N passwd_file=PATH
   log_file=PATH debug foreground fsname=NAME subtype=NAME memory_limit=SIZE
-  connect_timeout=SECS stall_timeout=SECS retry_budget=SECS
+  connect_timeout=SECS stall_timeout=SECS retry_budget=SECS meta=head|list
   metrics_addr=IP:PORT (Prometheus text format on http://IP:PORT/metrics).
 
 Bounded waits: a COS request that cannot connect within connect_timeout (default 5), or that
@@ -149,6 +149,12 @@ struct RawArgs {
     #[arg(long, value_name = "SECS", help_heading = "Cache")]
     stat_ttl: Option<String>,
 
+    /// Where POSIX metadata (mode, owner, mtime, symlinks) comes from: `head` (default; a HEAD
+    /// per object version nothing is known about, cosfs-faithful) or `list` (listings only:
+    /// the mount's defaults, never a HEAD; for data-lake buckets).
+    #[arg(long, value_name = "head|list", help_heading = "Cache")]
+    meta: Option<String>,
+
     /// Byte budget of the data block cache, e.g. 256M, 1G (default 256M; 0 disables it).
     #[arg(long, value_name = "SIZE", help_heading = "Cache")]
     cache_size: Option<String>,
@@ -221,6 +227,8 @@ pub struct MountConfig {
     pub umask: u32,
     pub attr_timeout: Duration,
     pub stat_ttl: Duration,
+    /// `-o meta=`: where POSIX metadata comes from.
+    pub meta: crate::fs::names::MetaSource,
     pub cache_size: u64,
     pub read_ahead_kb: u32,
     /// Spool directory parent (`None` = the default cache directory).
@@ -360,6 +368,7 @@ impl MountConfig {
         valued(&mut pairs, raw.umask, "umask");
         valued(&mut pairs, raw.attr_timeout, "attr_timeout");
         valued(&mut pairs, raw.stat_ttl, "stat_ttl");
+        valued(&mut pairs, raw.meta, "meta");
         valued(&mut pairs, raw.cache_size, "cache_size");
         valued(&mut pairs, raw.read_ahead_kb, "read_ahead_kb");
         valued(
@@ -411,6 +420,7 @@ impl MountConfig {
             umask: 0o022,
             attr_timeout: DEFAULT_ATTR_TIMEOUT,
             stat_ttl: DEFAULT_STAT_TTL,
+            meta: crate::fs::names::MetaSource::Head,
             cache_size: DEFAULT_CACHE_SIZE,
             read_ahead_kb: DEFAULT_READ_AHEAD_KB,
             cache_dir: None,
@@ -476,6 +486,14 @@ impl MountConfig {
                 "umask" => cfg.umask = parse_umask(&need()?)?,
                 "attr_timeout" => cfg.attr_timeout = parse_seconds(name, &need()?)?,
                 "stat_ttl" => cfg.stat_ttl = parse_seconds(name, &need()?)?,
+                "meta" => {
+                    let v = need()?;
+                    cfg.meta = match v.as_str() {
+                        "head" => crate::fs::names::MetaSource::Head,
+                        "list" => crate::fs::names::MetaSource::List,
+                        _ => return Err(invalid(name, &v, "head or list")),
+                    }
+                }
                 "cache_size" => cfg.cache_size = parse_size(name, &need()?)?,
                 "read_ahead_kb" => {
                     let v = need()?;

@@ -53,11 +53,15 @@ impl<K: Hash + Eq, V> WeightedLru<K, V> {
         Some((k, v))
     }
 
+    /// Most recently used first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (_, v))| (k, v))
+    }
+
     pub(crate) fn total_weight(&self) -> usize {
         self.total
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -6,4 +6,5 @@ mod lru;
 pub mod meta;
 
 pub use block::{Block, BlockCache, BlockKey};
+pub(crate) use lru::WeightedLru;
 pub use meta::TtlCache;

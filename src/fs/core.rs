@@ -5,20 +5,20 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fuser::FileAttr;
 use tokio::sync::OnceCell;
 
-use crate::cache::{BlockCache, TtlCache};
+use crate::cache::BlockCache;
 use crate::cos::ObjectStore;
-use crate::metrics;
 
-use super::attr::{file_attr, AttrDefaults, Kind, PosixMeta, Stat};
-use super::dir::{self, HiddenKeys, Listing, MAX_NAME_BYTES};
+use super::attr::{file_attr, AttrDefaults, Kind, Stat};
 use super::error::{FsError, FsResult};
-use super::inode::{InodeTable, Node};
+use super::names::inode::Node;
+use super::names::listing::{self as dir, Listing, MAX_NAME_BYTES};
+use super::names::{child_path, MetaSource, Names, NamesConfig};
 use super::read::ReadHandle;
 
 mod mutate;
@@ -26,8 +26,6 @@ pub use mutate::WriteSettings;
 
 /// COS rejects keys longer than this (cos-protocol.md §11).
 pub const MAX_KEY_BYTES: usize = 850;
-/// Bound of the metadata cache in entries (a listing weighs its entry count).
-pub const META_CACHE_ENTRIES: usize = 1_000_000;
 
 /// What the core needs from the mount options.
 #[derive(Debug, Clone)]
@@ -40,6 +38,10 @@ pub struct FsConfig {
     /// Byte budget of the block cache.
     pub cache_size: u64,
     pub read_only: bool,
+    /// Where POSIX metadata comes from (`-o meta=`).
+    pub meta: MetaSource,
+    /// Where learned metadata is kept across mounts (None: not kept).
+    pub learned_file: Option<std::path::PathBuf>,
 }
 
 /// An open directory: the listing snapshot readdir pages through, so offsets stay stable.
@@ -49,17 +51,13 @@ pub struct DirHandle {
     listing: OnceCell<Arc<Listing>>,
 }
 
+/// The orchestrator of FUSE operations: namespace state lives in [`Names`], data in the read
+/// and write handles and the block cache.
 pub struct FsCore<S: ObjectStore> {
     store: Arc<S>,
     cfg: FsConfig,
-    mount_time: SystemTime,
-    inodes: InodeTable,
-    /// Directory path -> listing; answers lookups (and misses) inside recently listed dirs.
-    listings: TtlCache<Arc<str>, Arc<Listing>>,
-    /// Path -> what a remote lookup found (`None` = negative entry).
-    lookups: TtlCache<String, Option<(Kind, Stat)>>,
+    names: Names<S>,
     blocks: Arc<BlockCache>,
-    hidden: HiddenKeys,
     /// Handles increase monotonically and are never reused, so a stale fh is EBADF.
     next_fh: AtomicU64,
     files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
@@ -72,26 +70,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn child_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
 impl<S: ObjectStore> FsCore<S> {
     pub fn new(store: Arc<S>, cfg: FsConfig) -> Self {
-        let mount_time = SystemTime::now();
+        let names = Names::new(
+            store.clone(),
+            NamesConfig {
+                prefix: cfg.prefix.clone(),
+                stat_ttl: cfg.stat_ttl,
+                meta: cfg.meta,
+                learned_file: cfg.learned_file.clone(),
+            },
+        );
         FsCore {
             store,
-            mount_time,
-            inodes: InodeTable::new(Stat::directory(mount_time)),
-            listings: TtlCache::new(META_CACHE_ENTRIES, cfg.stat_ttl),
-            lookups: TtlCache::new(META_CACHE_ENTRIES, cfg.stat_ttl),
+            names,
             // Registered with the memory limiter (crate::memory), which evicts from it.
             blocks: BlockCache::shared(cfg.cache_size),
-            hidden: HiddenKeys::default(),
             next_fh: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -108,22 +102,22 @@ impl<S: ObjectStore> FsCore<S> {
         &self.store
     }
 
+    pub fn names(&self) -> &Names<S> {
+        &self.names
+    }
+
     /// The object key of a file path.
     pub(crate) fn file_key(&self, path: &str) -> String {
-        format!("{}{path}", self.cfg.prefix)
+        self.names.file_key(path)
     }
 
     /// The key prefix of a directory path ("" or ending with `/`).
     pub(crate) fn dir_prefix(&self, path: &str) -> String {
-        if path.is_empty() {
-            self.cfg.prefix.clone()
-        } else {
-            format!("{}{path}/", self.cfg.prefix)
-        }
+        self.names.dir_prefix(path)
     }
 
     pub(crate) fn node(&self, ino: u64) -> FsResult<Node> {
-        self.inodes.get(ino).ok_or(FsError::UnknownInode(ino))
+        self.names.node(ino)
     }
 
     pub fn attr_of(&self, ino: u64, kind: Kind, stat: &Stat) -> FileAttr {
@@ -154,51 +148,29 @@ impl<S: ObjectStore> FsCore<S> {
         if key.len() + 1 > MAX_KEY_BYTES {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
-        let m = metrics::global();
-        let found = if let Some(writing) = self.lookup_while_writing(&path) {
-            Some(writing)
-        } else if let Some(listing) = self.listings.get(&dir.path) {
-            metrics::Metrics::add(&m.meta_cache_hits, 1);
-            listing.get(name).map(|e| (e.kind, e.stat.clone()))
-        } else if let Some(cached) = self.lookups.get(&path) {
-            metrics::Metrics::add(&m.meta_cache_hits, 1);
-            cached
-        } else {
-            metrics::Metrics::add(&m.meta_cache_misses, 1);
-            let found = dir::lookup_key(&*self.store, &key, self.mount_time).await?;
-            self.lookups.insert(path.clone(), found.clone(), 1);
-            found
+        let found = match self.lookup_while_writing(&path) {
+            Some(writing) => Some(writing),
+            None => self.names.lookup(&dir.path, name).await?,
         };
-        let found = found.ok_or(FsError::NotFound)?;
-        let (kind, stat) = self.refine_lookup(&path, &key, found).await?;
-        let (ino, kind, stat) = self.inodes.remember_kind(&path, kind, stat);
+        let (kind, stat) = found.ok_or(FsError::NotFound)?;
+        let (ino, kind, stat) = self.names.inodes.remember_kind(&path, kind, stat);
         Ok(self.attr_of(ino, kind, &stat))
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.forget(ino, n);
+        self.names.inodes.forget(ino, n);
     }
 
-    /// Attributes; a file whose metadata is older than the stat TTL is checked with one LIST.
+    /// Attributes; a file whose metadata is older than the stat TTL is checked against COS
+    /// (through its directory's listing, see [`Names::revalidate`]).
     pub async fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
         if let Some(attr) = self.attr_while_writing(ino) {
             return Ok(attr);
         }
-        let node = self.node(ino)?;
-        if node.kind == Kind::Dir || node.stat_at.elapsed() < self.cfg.stat_ttl {
-            return Ok(self.attr_of(ino, node.kind, &node.stat));
-        }
-        let key = self.file_key(&node.path);
-        match dir::lookup_key(&*self.store, &key, self.mount_time).await? {
-            Some((Kind::File, stat)) => {
-                let node = self
-                    .inodes
-                    .refresh(ino, stat)
-                    .ok_or(FsError::UnknownInode(ino))?;
-                Ok(self.attr_of(ino, node.kind, &node.stat))
-            }
-            // Deleted, or now a directory (which gets its own inode on the next lookup).
-            _ => Err(FsError::NotFound),
+        match self.names.revalidate(ino).await? {
+            Some(node) => Ok(self.attr_of(ino, node.kind, &node.stat)),
+            // Deleted, or now another kind (which gets its own inode on the next lookup).
+            None => Err(FsError::NotFound),
         }
     }
 
@@ -226,16 +198,8 @@ impl<S: ObjectStore> FsCore<S> {
         let listing = handle
             .listing
             .get_or_try_init(|| async {
-                if let Some(l) = self.listings.get(&handle.path) {
-                    return Ok::<_, FsError>(self.with_files_being_written(&handle.path, l));
-                }
-                let prefix = self.dir_prefix(&handle.path);
-                let l = Arc::new(
-                    dir::list_dir(&*self.store, &prefix, self.mount_time, &self.hidden).await?,
-                );
-                self.listings
-                    .insert(handle.path.clone(), l.clone(), l.entries.len());
-                Ok(self.with_files_being_written(&handle.path, l))
+                let l = self.names.listing(&handle.path).await?;
+                Ok::<_, FsError>(self.with_files_being_written(&handle.path, l))
             })
             .await?
             .clone();
@@ -244,31 +208,18 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// READDIRPLUS hands the kernel a reference to each entry, like a lookup.
     pub fn remember_entry(&self, dir_path: &str, e: &dir::DirEntry) -> FileAttr {
-        let path = child_path(dir_path, &e.name);
-        let (ino, kind, stat) = self.inodes.remember_kind(&path, e.kind, e.stat.clone());
+        let (ino, kind, stat) = self.names.remember_entry(dir_path, e);
         self.attr_of(ino, kind, &stat)
     }
 
-    /// The inode number an entry has (or gets) without adding a kernel reference (plain
-    /// READDIR only reports the number).
+    /// The inode number an entry has (or gets) without adding a kernel reference.
     pub fn peek_entry_ino(&self, dir_path: &str, e: &dir::DirEntry) -> u64 {
-        let attr = self.remember_entry(dir_path, e);
-        self.inodes.forget(attr.ino.0, 1);
-        attr.ino.0
+        self.names.peek_entry_ino(dir_path, e)
     }
 
     /// The parent's inode number for `..` (the root is its own parent).
     pub fn parent_ino(&self, path: &str) -> u64 {
-        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
-        if parent.is_empty() {
-            return super::inode::ROOT_INO;
-        }
-        // Only used for readdir's informational `..` entry: no reference is taken.
-        let (ino, _) = self
-            .inodes
-            .remember(parent, Kind::Dir, Stat::directory(self.mount_time));
-        self.inodes.forget(ino, 1);
-        ino
+        self.names.parent_ino(path)
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -294,14 +245,8 @@ impl<S: ObjectStore> FsCore<S> {
                 FsError::from(e)
             }
         })?;
-        let stat = Stat {
-            size: info.size,
-            etag: Some(info.etag.clone()),
-            mtime: info.last_modified,
-            posix: Some(PosixMeta::from_meta(&info.meta)),
-        };
-        self.inodes.refresh(ino, stat);
-        let keep_cache = self.inodes.note_open(ino, &info.etag);
+        self.names.note_opened(ino, &key, &info).await?;
+        let keep_cache = self.names.inodes.note_open(ino, &info.etag);
         let fh = self.next_handle();
         lock(&self.files).insert(
             fh,

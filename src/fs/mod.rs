@@ -8,9 +8,8 @@
 
 pub mod attr;
 pub mod core;
-pub mod dir;
 pub mod error;
-pub mod inode;
+pub mod names;
 pub mod namespace;
 pub mod read;
 pub mod spool;
@@ -37,6 +36,7 @@ use crate::cos::ObjectStore;
 
 pub use self::core::{FsConfig, FsCore, WriteSettings};
 use self::error::ToErrno;
+pub use self::names::{inode, listing as dir};
 
 /// Kernel background requests (readahead) allowed in flight; fuser's default of 16 starves a
 /// network filesystem whose every request waits on the network.

@@ -29,6 +29,8 @@ fn config() -> FsConfig {
         stat_ttl: Duration::from_secs(3600),
         cache_size: 64 << 20,
         read_only: true,
+        meta: crate::fs::names::MetaSource::Head,
+        learned_file: None,
     }
 }
 
@@ -96,19 +98,55 @@ async fn listing_shows_markers_implicit_dirs_and_hides_bad_keys() {
     );
 }
 
-#[tokio::test]
-async fn big_directory_costs_one_list_per_thousand_and_no_head() {
-    let keys: Vec<(String, Bytes)> = (0..2500)
+fn big_dir_keys() -> Vec<(String, Bytes)> {
+    (0..2500)
         .map(|i| (format!("big/f{i:05}"), Bytes::from(vec![b'x'; i % 7])))
-        .collect();
+        .collect()
+}
+
+/// A cold listing costs one LIST per thousand and one HEAD per entry (what a listing cannot
+/// tell: type, mode, owner); the next costs no HEAD, however the listing cache expires.
+#[tokio::test]
+async fn big_directory_costs_one_list_per_thousand_and_heads_only_when_cold() {
+    let keys = big_dir_keys();
     let refs: Vec<(&str, Bytes)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let (store, core) = setup(&refs);
+    let store = Arc::new(MemoryStore::new());
+    for (k, v) in &refs {
+        store.insert(k, v.clone(), &PutOptions::default());
+    }
+    // A zero stat_ttl: every listing and lookup goes to COS again.
+    let core = FsCore::new(
+        store.clone(),
+        FsConfig {
+            stat_ttl: Duration::ZERO,
+            ..config()
+        },
+    );
     let big = core.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
     store.reset_requests();
     let listed = names(&core, big.ino.0).await;
     assert_eq!(listed.len(), 2500);
     assert_eq!(store.requests(StoreOp::ListObjects), 3);
-    // Lookups (hits and misses) inside the listed directory are answered from the listing.
+    assert_eq!(store.requests(StoreOp::HeadObject), 2500);
+    store.reset_requests();
+    let again = names(&core, big.ino.0).await;
+    assert_eq!(again, listed);
+    assert_eq!(store.requests(StoreOp::ListObjects), 3);
+    assert_eq!(
+        store.requests(StoreOp::HeadObject),
+        0,
+        "learned per version"
+    );
+}
+
+#[tokio::test]
+async fn lookups_in_a_listed_directory_cost_nothing() {
+    let keys = big_dir_keys();
+    let refs: Vec<(&str, Bytes)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let (store, core) = setup(&refs);
+    let big = core.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
+    names(&core, big.ino.0).await;
+    store.reset_requests();
     let a = core.lookup(big.ino.0, OsStr::new("f00006")).await.unwrap();
     assert_eq!(a.size, 6);
     let miss = core
@@ -116,9 +154,29 @@ async fn big_directory_costs_one_list_per_thousand_and_no_head() {
         .await
         .unwrap_err();
     assert_eq!(miss.errno(), Errno::ENOENT);
-    assert_eq!(store.requests(StoreOp::ListObjects), 3);
-    // Listing them cost no HEAD; looking up an object small enough to be a symlink costs one.
-    assert_eq!(store.requests(StoreOp::HeadObject), 1);
+    assert_eq!(store.total_requests(), 0);
+}
+
+#[tokio::test]
+async fn meta_list_never_heads() {
+    let keys = big_dir_keys();
+    let refs: Vec<(&str, Bytes)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let store = Arc::new(MemoryStore::new());
+    for (k, v) in &refs {
+        store.insert(k, v.clone(), &PutOptions::default());
+    }
+    let core = FsCore::new(
+        store.clone(),
+        FsConfig {
+            meta: crate::fs::names::MetaSource::List,
+            ..config()
+        },
+    );
+    let big = core.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
+    assert_eq!(names(&core, big.ino.0).await.len(), 2500);
+    let f = core.lookup(big.ino.0, OsStr::new("f00003")).await.unwrap();
+    assert_eq!((f.kind, f.perm), (FileType::RegularFile, 0o444));
+    assert_eq!(store.requests(StoreOp::HeadObject), 0);
 }
 
 #[tokio::test]
@@ -142,8 +200,7 @@ async fn lookup_finds_files_and_dirs_with_one_request() {
     let d = core.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
     assert_eq!((d.kind, d.perm), (FileType::Directory, 0o555));
     assert_eq!(store.requests(StoreOp::ListObjects), 2);
-    // "f" is small enough to be a symlink and "d"'s mode would be on a `d/` marker: one HEAD
-    // each tells (a bigger file costs none).
+    // A listing cannot tell "f"'s type and mode, nor "d"'s (on its `d/` marker): one HEAD each.
     assert_eq!(store.requests(StoreOp::HeadObject), 2);
     let long = "x".repeat(256);
     assert_eq!(
@@ -255,7 +312,7 @@ async fn changed_object_under_open_reader_is_eio_and_reopen_sees_new_version() {
 }
 
 #[tokio::test]
-async fn cosfs_metadata_is_used_after_open() {
+async fn cosfs_metadata_is_known_at_lookup() {
     let store = Arc::new(MemoryStore::new());
     let opts = PutOptions {
         meta: [("mode", "33216"), ("uid", "1234"), ("gid", "5678")]
@@ -264,14 +321,17 @@ async fn cosfs_metadata_is_used_after_open() {
             .collect(),
         ..Default::default()
     };
-    // Bigger than any symlink target, so the lookup does no HEAD.
     store.insert("m", pattern(5000, 1), &opts);
     let mut cfg = config();
     cfg.read_only = false;
     cfg.defaults.read_only = false;
     let core = FsCore::new(store, cfg);
     let a = core.lookup(ROOT_INO, OsStr::new("m")).await.unwrap();
-    assert_eq!(a.perm, 0o644, "a listing cannot see x-cos-meta-*");
+    assert_eq!(
+        (a.perm, a.uid, a.gid),
+        (0o700, 1234, 5678),
+        "one HEAD tells"
+    );
     let (fh, _) = core.open(a.ino.0, false).await.unwrap();
     core.release(fh);
     let a = core.getattr(a.ino.0).await.unwrap();

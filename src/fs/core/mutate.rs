@@ -19,8 +19,9 @@ use super::{child_path, lock, FsCore, MAX_KEY_BYTES};
 use crate::cos::store::{ObjectInfo, PutOptions};
 use crate::cos::ObjectStore;
 use crate::fs::attr::{Kind, PosixMeta, Stat};
-use crate::fs::dir::{self, MAX_NAME_BYTES};
 use crate::fs::error::{FsError, FsResult};
+use crate::fs::names::listing::{self as dir, MAX_NAME_BYTES};
+use crate::fs::names::{is_under, parent_of};
 use crate::fs::namespace::{self, AttrUpdate, NamespaceConfig};
 use crate::fs::spool;
 use crate::fs::write::{FileAttrs, WriteConfig, WriteHandle};
@@ -94,14 +95,6 @@ fn thread_group_of(pid: u32) -> u32 {
         .unwrap_or(pid)
 }
 
-fn parent_of(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-fn is_under(path: &str, dir: &str) -> bool {
-    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
-}
-
 fn posix_of(attrs: &FileAttrs) -> PosixMeta {
     PosixMeta {
         mode: Some(attrs.mode),
@@ -170,55 +163,6 @@ impl<S: ObjectStore> FsCore<S> {
             return Err(FsError::NameTooLong(format!("key of {} bytes", key.len())));
         }
         Ok((path, key))
-    }
-
-    /// Forget cached knowledge about `path` and its parent's listing.
-    fn invalidate_path(&self, path: &str) {
-        self.listings.remove(&Arc::from(parent_of(path)));
-        self.lookups.remove(&path.to_string());
-    }
-
-    /// Forget cached knowledge about `path` and everything under it.
-    fn invalidate_tree(&self, path: &str) {
-        self.invalidate_path(path);
-        self.forget_under(path);
-    }
-
-    /// Forget the cached listings of directory `path` and below, and lookups below it.
-    fn forget_under(&self, path: &str) {
-        self.listings
-            .remove_where(|p: &Arc<str>| &**p == path || is_under(p, path));
-        self.lookups.remove_where(|p: &String| is_under(p, path));
-    }
-
-    /// `path` is gone: a later lookup answers ENOENT without asking COS (whose listings may
-    /// still show it for a while), and the parent's cached listing no longer shows it.
-    fn note_removed(&self, path: &str) {
-        self.inodes.unlink_path(path);
-        self.patch_parent_listing(path, None);
-        self.lookups.insert(path.to_string(), None, 1);
-    }
-
-    /// `path` now is `kind` with `stat`: patch the parent's cached listing (when there is one)
-    /// rather than dropping it, so the next lookups in that directory, e.g. of the next file
-    /// `cp -r` creates, are still answered without a LIST.
-    fn note_present(&self, path: &str, kind: Kind, stat: Stat) {
-        let name = path.rsplit('/').next().unwrap_or(path).to_string();
-        self.lookups.remove(&path.to_string());
-        self.patch_parent_listing(path, Some(dir::DirEntry { name, kind, stat }));
-    }
-
-    fn patch_parent_listing(&self, path: &str, entry: Option<dir::DirEntry>) {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        self.listings
-            .update(&Arc::from(parent_of(path)), |listing| {
-                let patched = match entry {
-                    Some(e) => listing.with_entry(e),
-                    None => listing.without(name),
-                };
-                let weight = patched.entries.len();
-                (Arc::new(patched), weight)
-            });
     }
 
     fn writer(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
@@ -327,68 +271,6 @@ impl<S: ObjectStore> FsCore<S> {
         }
     }
 
-    /// What a listing cannot tell, for a lookup: a small object may be a symlink (cosfs
-    /// stores those as objects with S_IFLNK in `x-cos-meta-mode`), and a directory's mode and
-    /// owner live on its `dir/` marker. One HEAD tells, once per stat TTL (the result stays on
-    /// the inode). Big files cost nothing here: their metadata is read at open.
-    pub(super) async fn refine_lookup(
-        &self,
-        path: &str,
-        key: &str,
-        found: (Kind, Stat),
-    ) -> FsResult<(Kind, Stat)> {
-        let (kind, stat) = found;
-        if stat.posix.is_some() {
-            return Ok((kind, stat));
-        }
-        if let Some((_, node)) = self.inodes.by_path(path) {
-            let same_version = node.stat.etag == stat.etag;
-            let fresh = node.stat_at.elapsed() < self.cfg.stat_ttl;
-            let same_kind = node.kind == kind || (node.kind == Kind::Symlink && kind == Kind::File);
-            if same_kind && same_version && fresh && node.stat.posix.is_some() {
-                return Ok((node.kind, node.stat));
-            }
-        }
-        if kind == Kind::Dir {
-            if path.is_empty() {
-                return Ok((kind, stat));
-            }
-            return match self.store.head_object(&format!("{key}/")).await {
-                Ok(info) => Ok((
-                    kind,
-                    Stat {
-                        posix: Some(PosixMeta::from_meta(&info.meta)),
-                        ..stat
-                    },
-                )),
-                // An implied directory (no marker): the mount's defaults apply (and are now
-                // known, so the next lookup does not ask again).
-                Err(e) if e.is_not_found() => Ok((
-                    kind,
-                    Stat {
-                        posix: Some(PosixMeta::default()),
-                        ..stat
-                    },
-                )),
-                Err(e) => Err(e.into()),
-            };
-        }
-        if kind != Kind::File || stat.size > namespace::MAX_LINK_TARGET {
-            return Ok((kind, stat));
-        }
-        let info = match self.store.head_object(key).await {
-            Ok(info) => info,
-            Err(e) if e.is_not_found() => return Err(FsError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let kind = if namespace::is_symlink(&info) {
-            Kind::Symlink
-        } else {
-            Kind::File
-        };
-        Ok((kind, stat_of(&info)))
-    }
-
     // ---- files open for writing ----
 
     /// create(2): a new, empty file open for writing. The object appears at the first flush
@@ -413,10 +295,10 @@ impl<S: ObjectStore> FsCore<S> {
             mtime: attrs.mtime,
             posix: Some(posix_of(&attrs)),
         };
-        let (ino, stat) = self.inodes.remember(&path, Kind::File, stat);
-        self.inodes.set_stat(ino, stat.clone());
+        let (ino, stat) = self.names.inodes.remember(&path, Kind::File, stat);
+        self.names.inodes.set_stat(ino, stat.clone());
         let fh = self.register_writer(ino, &path, handle);
-        self.note_present(&path, Kind::File, stat.clone());
+        self.names.note_present(&path, Kind::File, stat.clone());
         Ok((self.attr_of(ino, Kind::File, &stat), fh))
     }
 
@@ -472,7 +354,7 @@ impl<S: ObjectStore> FsCore<S> {
             drop(handle);
             return self.share_open_file(writer, truncate).await;
         }
-        self.inodes.set_stat(ino, stat);
+        self.names.inodes.set_stat(ino, stat);
         Ok(self.register_writer(ino, &node.path, handle))
     }
 
@@ -488,7 +370,7 @@ impl<S: ObjectStore> FsCore<S> {
                     mtime: handle.attrs().mtime,
                     ..node.stat
                 };
-                self.inodes.set_stat(writer.ino, stat);
+                self.names.inodes.set_stat(writer.ino, stat);
             }
         }
         Ok(self.share_writer(writer))
@@ -599,8 +481,8 @@ impl<S: ObjectStore> FsCore<S> {
             mtime: handle.attrs().mtime,
             posix: Some(posix_of(&handle.attrs())),
         };
-        self.inodes.set_stat(writer.ino, stat.clone());
-        self.note_present(&path, Kind::File, stat);
+        self.names.inodes.set_stat(writer.ino, stat.clone());
+        self.names.note_present(&path, Kind::File, stat);
         Ok(())
     }
 
@@ -719,6 +601,7 @@ impl<S: ObjectStore> FsCore<S> {
                 ..node.stat.clone()
             };
             let node = self
+                .names
                 .inodes
                 .set_stat(ino, stat)
                 .ok_or(FsError::UnknownInode(ino))?;
@@ -752,10 +635,11 @@ impl<S: ObjectStore> FsCore<S> {
         };
         let stat = self.update_metadata(&node.path, node.kind, update).await?;
         let node = self
+            .names
             .inodes
             .set_stat(ino, stat)
             .ok_or(FsError::UnknownInode(ino))?;
-        self.invalidate_path(&node.path);
+        self.names.invalidate_path(&node.path);
         Ok(self.attr_of(ino, node.kind, &node.stat))
     }
 
@@ -829,18 +713,9 @@ impl<S: ObjectStore> FsCore<S> {
             }),
             ..Stat::directory(now)
         };
-        let (ino, stat) = self.inodes.remember(&path, Kind::Dir, stat);
-        // Whatever was cached under this name (a directory removed before) is gone:
-        // rmdir and rename already dropped what was below it.
-        self.listings.remove(&Arc::from(path.as_str()));
-        self.note_present(&path, Kind::Dir, stat.clone());
-        // The lookup that preceded mkdir found nothing under this name, so the new directory
-        // is empty: knowing that spares a LIST for each name created in it next.
-        self.listings.insert(
-            Arc::from(path.as_str()),
-            Arc::new(dir::Listing::default()),
-            1,
-        );
+        let (ino, stat) = self.names.inodes.remember(&path, Kind::Dir, stat);
+        self.names.note_present(&path, Kind::Dir, stat.clone());
+        self.names.note_new_dir(&path);
         Ok(self.attr_of(ino, Kind::Dir, &stat))
     }
 
@@ -879,7 +754,7 @@ impl<S: ObjectStore> FsCore<S> {
             writer.unlinked.store(true, Ordering::SeqCst);
         }
         namespace::remove_file(&*self.store, &key).await?;
-        self.note_removed(&path);
+        self.names.note_removed(&path);
         Ok(())
     }
 
@@ -893,8 +768,8 @@ impl<S: ObjectStore> FsCore<S> {
             return Err(FsError::NotEmpty);
         }
         namespace::remove_dir(&*self.store, &format!("{key}/")).await?;
-        self.note_removed(&path);
-        self.invalidate_tree(&path);
+        self.names.note_removed(&path);
+        self.names.invalidate_tree(&path);
         Ok(())
     }
 
@@ -923,9 +798,9 @@ impl<S: ObjectStore> FsCore<S> {
                 mtime: Some(now),
             }),
         };
-        let (ino, stat) = self.inodes.remember(&path, Kind::Symlink, stat);
-        // Listings show a symlink as a file; the inode table keeps it a symlink.
-        self.note_present(&path, Kind::File, stat.clone());
+        let (ino, stat) = self.names.inodes.remember(&path, Kind::Symlink, stat);
+        // Learned as a symlink: listings of this version show it as one.
+        self.names.note_present(&path, Kind::Symlink, stat.clone());
         Ok(self.attr_of(ino, Kind::Symlink, &stat))
     }
 
@@ -940,23 +815,12 @@ impl<S: ObjectStore> FsCore<S> {
         Ok(namespace::read_link(&*self.store, &info).await?)
     }
 
-    /// What is at `path` now: a file being written, a known inode, or what COS lists.
+    /// What is at `path` now: a file being written, or what the namespace knows or lists.
     async fn resolve(&self, path: &str) -> FsResult<Option<Kind>> {
         if self.lookup_while_writing(path).is_some() {
             return Ok(Some(Kind::File));
         }
-        if let Some((_, node)) = self.inodes.by_path(path) {
-            return Ok(Some(node.kind));
-        }
-        if let Some(listing) = self.listings.get(&Arc::from(parent_of(path))) {
-            let name = path.rsplit('/').next().unwrap_or(path);
-            return Ok(listing.get(name).map(|e| e.kind));
-        }
-        if let Some(cached) = self.lookups.get(&path.to_string()) {
-            return Ok(cached.map(|(kind, _)| kind));
-        }
-        let found = dir::lookup_key(&*self.store, &self.file_key(path), self.mount_time).await?;
-        Ok(found.map(|(kind, _)| kind))
+        self.names.kind_at(path).await
     }
 
     /// rename: copy then delete (a directory: every key under it; not atomic). Files still
@@ -1012,9 +876,7 @@ impl<S: ObjectStore> FsCore<S> {
                     let new_path = format!("{to}{}", &writer.path()[from.len()..]);
                     self.retarget(writer, &new_path).await?;
                 }
-                self.inodes.rename_path(&from, &to);
-                self.invalidate_tree(&from);
-                self.invalidate_tree(&to);
+                self.names.note_renamed(&from, &to, Kind::Dir);
             }
             Kind::File | Kind::Symlink => {
                 if target == Some(Kind::Dir) {
@@ -1037,17 +899,14 @@ impl<S: ObjectStore> FsCore<S> {
                 for writer in &replaced {
                     writer.unlinked.store(true, Ordering::SeqCst);
                 }
-                self.inodes.rename_path(&from, &to);
-                if let Some((ino, node)) = self.inodes.by_path(&to) {
+                self.names.note_renamed(&from, &to, kind);
+                if let Some((ino, node)) = self.names.inodes.by_path(&to) {
                     let stat = Stat {
                         etag: Some(result.etag.clone()),
                         ..node.stat
                     };
-                    self.inodes.set_stat(ino, stat);
+                    self.names.inodes.set_stat(ino, stat);
                 }
-                self.invalidate_path(&from);
-                self.lookups.insert(from.clone(), None, 1);
-                self.invalidate_path(&to);
             }
         }
         Ok(())
@@ -1066,17 +925,6 @@ impl<S: ObjectStore> FsCore<S> {
     /// link(2): COS has no hard links.
     pub fn link(&self) -> FsResult<FileAttr> {
         Err(FsError::Unsupported("hard links cannot be stored in COS"))
-    }
-}
-
-/// What a HEAD says about a file, as the core's stat.
-fn stat_of(info: &ObjectInfo) -> Stat {
-    let posix = PosixMeta::from_meta(&info.meta);
-    Stat {
-        size: info.size,
-        etag: Some(info.etag.clone()),
-        mtime: info.last_modified,
-        posix: Some(posix),
     }
 }
 
@@ -1115,6 +963,8 @@ mod tests {
             stat_ttl: Duration::from_secs(3600),
             cache_size: 16 << 20,
             read_only: false,
+            meta: crate::fs::names::MetaSource::Head,
+            learned_file: None,
         };
         let core = FsCore::new(store.clone(), cfg);
         let spool = tempfile::tempdir().unwrap();

@@ -14,7 +14,9 @@ use std::time::SystemTime;
 use crate::cos::store::{ListEntry, ListParams};
 use crate::cos::{CosError, ObjectStore};
 
-use super::attr::{Kind, Stat};
+use crate::fs::attr::{Kind, Stat};
+
+use super::learned::Version;
 
 /// Linux NAME_MAX.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -41,6 +43,16 @@ pub struct Listing {
 impl Listing {
     fn from_map(map: BTreeMap<String, DirEntry>) -> Self {
         let entries: Vec<DirEntry> = map.into_values().collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        Listing { entries, index }
+    }
+
+    /// From entries already sorted by name.
+    pub fn from_entries(entries: Vec<DirEntry>) -> Self {
         let index = entries
             .iter()
             .enumerate()
@@ -112,7 +124,7 @@ impl HiddenKeys {
     }
 }
 
-fn file_stat(o: &ListEntry) -> Stat {
+pub(crate) fn file_stat(o: &ListEntry) -> Stat {
     Stat {
         size: o.size,
         etag: Some(o.etag.clone()),
@@ -121,14 +133,16 @@ fn file_stat(o: &ListEntry) -> Stat {
     }
 }
 
-/// List the directory whose key prefix is `prefix` ("" for the bucket root, else ending in `/`).
-/// Costs ceil(entries / 1000) LIST requests and no HEAD.
+/// List the directory whose key prefix is `prefix` ("" for the bucket root, else ending in `/`),
+/// and the version of its own `dir/` marker when it has one. Costs ceil(entries / 1000) LIST
+/// requests and no HEAD; the entries carry no POSIX metadata yet (see `Names::complete`).
 pub async fn list_dir<S: ObjectStore>(
     store: &S,
     prefix: &str,
     dir_mtime: SystemTime,
     hidden: &HiddenKeys,
-) -> Result<Listing, CosError> {
+) -> Result<(Listing, Option<Version>), CosError> {
+    let mut own_marker = None;
     let mut files: BTreeMap<String, DirEntry> = BTreeMap::new();
     let mut dirs: BTreeMap<String, DirEntry> = BTreeMap::new();
     let mut marker: Option<String> = None;
@@ -145,7 +159,9 @@ pub async fn list_dir<S: ObjectStore>(
                 continue;
             };
             if name.is_empty() {
-                continue; // the directory's own marker
+                // The directory's own marker: its version validates what a HEAD learned.
+                own_marker = Some(Version::seen(&o.etag, o.size, o.last_modified));
+                continue;
             }
             if let Some(dir) = name.strip_suffix(LEGACY_FOLDER_SUFFIX) {
                 if valid_name(dir) {
@@ -215,7 +231,7 @@ pub async fn list_dir<S: ObjectStore>(
         }
         files.insert(name, d);
     }
-    Ok(Listing::from_map(files))
+    Ok((Listing::from_map(files), own_marker))
 }
 
 /// What `key` (no trailing `/`) is in the bucket: a directory (marker or common prefix), a

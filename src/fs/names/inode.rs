@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::attr::{Kind, Stat};
+use crate::fs::attr::{Kind, Stat};
 
 pub const ROOT_INO: u64 = 1;
 
@@ -78,17 +78,13 @@ impl InodeTable {
         (ino, stat)
     }
 
-    /// [`InodeTable::remember`], also returning the kind to report: a listing sees a symlink
-    /// as a small file, so a path known to be a symlink stays one while its ETag is the same.
+    /// [`InodeTable::remember`], also returning the kind to report. A path whose kind changed
+    /// (a file replaced by a directory or a symlink) gets a new inode.
     pub fn remember_kind(&self, path: &str, kind: Kind, stat: Stat) -> (u64, Kind, Stat) {
         let mut inner = self.lock();
         if let Some(&ino) = inner.by_path.get(path) {
             if let Some(e) = inner.nodes.get_mut(&ino) {
-                let known_symlink = e.node.kind == Kind::Symlink
-                    && kind == Kind::File
-                    && stat.etag.is_some()
-                    && stat.etag == e.node.stat.etag;
-                if e.node.kind == kind || known_symlink {
+                if e.node.kind == kind {
                     e.lookups += 1;
                     merge_stat(&mut e.node, stat);
                     return (ino, e.node.kind, e.node.stat.clone());
