@@ -101,16 +101,42 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("put {key}: {e}"));
     }
 
+    /// Put an object carrying `x-cos-meta-*` (names without the prefix), as cosfs writes them.
+    pub fn put_with_meta(&self, key: &str, body: impl Into<Bytes>, meta: &[(&str, String)]) {
+        let opts = PutOptions {
+            meta: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(ObjectStore::put_object(
+                &self.client(),
+                key,
+                body.into(),
+                &opts,
+            ))
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+
     /// Put many small objects concurrently.
     pub fn put_many(&self, items: Vec<(String, Bytes)>) {
+        self.put_many_with(items, PutOptions::default());
+    }
+
+    /// Put many small objects concurrently, all with the same options.
+    pub fn put_many_with(&self, items: Vec<(String, Bytes)>, opts: PutOptions) {
         let client = self.client();
+        let opts = std::sync::Arc::new(opts);
         self.rt.block_on(async {
             use futures::stream::{self, StreamExt};
             let results: Vec<_> = stream::iter(items)
                 .map(|(k, v)| {
                     let c = client.clone();
+                    let opts = opts.clone();
                     async move {
-                        ObjectStore::put_object(&c, &k, v, &PutOptions::default())
+                        ObjectStore::put_object(&c, &k, v, &opts)
                             .await
                             .map_err(|e| (k, e))
                     }
@@ -129,10 +155,15 @@ impl TestEnv {
     /// The base command: source, mountpoint, endpoint and credentials in the environment.
     pub fn cosmount_cmd(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(cosmount_bin());
+        // The spool and learned metadata stay inside the test's directory (an option in
+        // `extra` overrides it).
+        let cache_dir = self._tmp.path().join("cache");
         cmd.arg(BUCKET)
             .arg(&self.mnt)
             .arg("--endpoint")
             .arg(&self.endpoint)
+            .arg("-o")
+            .arg(format!("cache_dir={}", cache_dir.display()))
             .args(extra)
             .env("COS_SECRET_ID", SECRET_ID)
             .env("COS_SECRET_KEY", SECRET_KEY)

@@ -637,9 +637,10 @@ impl<S: ObjectStore> FsCore<S> {
         let node = self
             .names
             .inodes
-            .set_stat(ino, stat)
+            .set_stat(ino, stat.clone())
             .ok_or(FsError::UnknownInode(ino))?;
-        self.names.invalidate_path(&node.path);
+        // What the copy wrote is now what COS holds: learned, and patched into the listing.
+        self.names.note_present(&node.path, node.kind, stat);
         Ok(self.attr_of(ino, node.kind, &node.stat))
     }
 

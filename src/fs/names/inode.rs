@@ -207,8 +207,9 @@ impl InodeTable {
 }
 
 fn merge_stat(node: &mut Node, mut fresh: Stat) {
-    if fresh.posix.is_none() && fresh.etag.is_some() && fresh.etag == node.stat.etag {
-        // A listing cannot see x-cos-meta-*; keep what a HEAD of the same version found.
+    if fresh.posix.is_none() && fresh.etag == node.stat.etag {
+        // Something that cannot see x-cos-meta-* (a listing with meta=list, a `..` entry):
+        // keep what is known of the same version (directories have no ETag here).
         fresh.posix = node.stat.posix.take();
     }
     node.stat = fresh;

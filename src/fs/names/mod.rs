@@ -560,6 +560,9 @@ impl<S: ObjectStore> Names<S> {
         if parent.is_empty() {
             return inode::ROOT_INO;
         }
+        if let Some((ino, _)) = self.inodes.by_path(parent) {
+            return ino;
+        }
         // Only used for readdir's informational `..` entry: no reference is taken.
         let (ino, _) = self
             .inodes
