@@ -172,6 +172,8 @@ struct State {
     /// Per op: how many more answers report a wrong CRC-64.
     corrupt_crc: HashMap<StoreOp, u64>,
     latency: HashMap<StoreOp, Duration>,
+    /// The bucket's ACL, once PUT `?acl` set one (`private` until then).
+    bucket_acl: Option<AclHeaders>,
 }
 
 /// An in-memory bucket implementing [`ObjectStore`]. Cheap to share behind an `Arc`.
@@ -185,6 +187,8 @@ pub struct MemoryStore {
     max_simple_copy: AtomicU64,
     /// GET/PUT `?acl` answer (instead of 501 NotImplemented) once [`MemoryStore::enable_acls`].
     acls: AtomicBool,
+    /// GET `?acl` answers carry `x-cos-acl` (as cos-local's do; COS documents no such header).
+    acl_header: AtomicBool,
 }
 
 impl Default for MemoryStore {
@@ -222,7 +226,14 @@ impl MemoryStore {
             min_part_size: AtomicU64::new(COS_MIN_PART_SIZE),
             max_simple_copy: AtomicU64::new(COS_MAX_SIMPLE_COPY),
             acls: AtomicBool::new(false),
+            acl_header: AtomicBool::new(true),
         }
+    }
+
+    /// Whether GET `?acl` answers name the canned ACL in `x-cos-acl` (default yes). Without
+    /// it, `private` and `default` answer alike, as COS documents its answers.
+    pub fn set_acl_header(&self, on: bool) {
+        self.acl_header.store(on, Ordering::SeqCst);
     }
 
     /// Answer GET/PUT `?acl` of objects as COS does (by default the store keeps no ACLs and
@@ -800,12 +811,23 @@ impl ObjectStore for MemoryStore {
         if !self.acls.load(Ordering::SeqCst) {
             return Err(acl_not_supported());
         }
-        let Some(key) = key else {
-            return Ok(acl_info(None));
-        };
         let state = self.lock();
-        let obj = state.objects.get(key).ok_or_else(|| self.no_such_key())?;
-        Ok(acl_info(obj.acl.as_ref()))
+        let mut info = match key {
+            None => acl_info(Some(
+                state
+                    .bucket_acl
+                    .as_ref()
+                    .unwrap_or(&AclHeaders::canned("private")),
+            )),
+            Some(key) => {
+                let obj = state.objects.get(key).ok_or_else(|| self.no_such_key())?;
+                acl_info(obj.acl.as_ref())
+            }
+        };
+        if !self.acl_header.load(Ordering::SeqCst) {
+            info.canned = None;
+        }
+        Ok(info)
     }
 
     async fn put_acl(&self, key: Option<&str>, update: &AclUpdate) -> Result<()> {
@@ -813,9 +835,6 @@ impl ObjectStore for MemoryStore {
         if !self.acls.load(Ordering::SeqCst) {
             return Err(acl_not_supported());
         }
-        let Some(key) = key else {
-            return Err(acl_not_supported());
-        };
         let acl = match update {
             AclUpdate::Headers { canned, grants } => AclHeaders {
                 canned: canned.clone(),
@@ -827,6 +846,10 @@ impl ObjectStore for MemoryStore {
             },
         };
         let mut state = self.lock();
+        let Some(key) = key else {
+            state.bucket_acl = Some(acl);
+            return Ok(());
+        };
         let obj = state
             .objects
             .get_mut(key)

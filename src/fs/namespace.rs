@@ -735,6 +735,7 @@ pub async fn read_link<S: ObjectStore>(store: &S, info: &ObjectInfo) -> NsResult
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cos::acl::GrantHeaders;
     use crate::cos::memory::{MemoryStore, StoreOp};
     #[allow(unused_imports)]
     use crate::fs::error::ToErrno;
@@ -920,6 +921,199 @@ mod tests {
         let long = vec![b'a'; 5000];
         let err = make_symlink(&store, "l2", &long, 0, 0).await.unwrap_err();
         assert_eq!(err.errno(), fuser::Errno::ENAMETOOLONG);
+    }
+
+    fn acl_store() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.enable_acls();
+        store
+    }
+
+    fn with_acl(acl: AclHeaders) -> PutOptions {
+        PutOptions {
+            acl: Some(acl),
+            ..ia_options()
+        }
+    }
+
+    fn reader_grant() -> AclHeaders {
+        AclHeaders {
+            canned: None,
+            grants: GrantHeaders {
+                read: Some("id=\"qcs::cam::uin/2:uin/2\"".into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn set_attributes_sends_the_acl_with_its_copy_for_one_get_acl() {
+        let store = acl_store();
+        store.insert(
+            "f",
+            &b"data"[..],
+            &with_acl(AclHeaders::canned("public-read")),
+        );
+        let info = head(&store, "f").await;
+        store.reset_requests();
+        let update = AttrUpdate {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        set_attributes(&store, &NamespaceConfig::default(), &info, update)
+            .await
+            .unwrap();
+        let f = store.object("f").unwrap();
+        assert_eq!(f.acl, Some(AclHeaders::canned("public-read")));
+        assert_eq!(f.storage_class, "STANDARD_IA");
+        assert_eq!(f.meta["mode"], (libc::S_IFREG | 0o600).to_string());
+        assert_eq!(store.requests(StoreOp::GetAcl), 1);
+        assert_eq!(store.requests(StoreOp::CopyObject), 1);
+        assert_eq!(
+            store.requests(StoreOp::PutAcl),
+            0,
+            "sent with the copy, not after"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_default_acl_sends_nothing_and_a_store_without_acls_still_rewrites() {
+        let store = acl_store();
+        store.insert("d", &b"data"[..], &ia_options());
+        let info = head(&store, "d").await;
+        set_attributes(
+            &store,
+            &NamespaceConfig::default(),
+            &info,
+            AttrUpdate::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.object("d").unwrap().acl, None);
+        assert_eq!(acl_to_keep(&store, "d").await.unwrap(), None);
+
+        // MemoryStore without ACLs answers NotImplemented: nothing to keep, no failure.
+        let plain = MemoryStore::new();
+        plain.insert("p", &b"data"[..], &ia_options());
+        let info = head(&plain, "p").await;
+        set_attributes(
+            &plain,
+            &NamespaceConfig::default(),
+            &info,
+            AttrUpdate::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(plain.requests(StoreOp::GetAcl), 1);
+        assert_eq!(plain.object("p").unwrap().storage_class, "STANDARD_IA");
+    }
+
+    #[tokio::test]
+    async fn rename_carries_the_acl_by_simple_and_by_part_copy() {
+        let store = acl_store();
+        store.set_min_part_size(1000);
+        store.set_max_simple_copy(4000);
+        store.insert("small", &b"s"[..], &with_acl(reader_grant()));
+        store.insert(
+            "big",
+            vec![3u8; 10_000],
+            &with_acl(AclHeaders::canned("private")),
+        );
+        let cfg = NamespaceConfig {
+            max_simple_copy: 4000,
+            copy_part_size: 3000,
+            parallel_copies: 2,
+        };
+        rename_key(&store, &cfg, "small", "small2").await.unwrap();
+        rename_key(&store, &cfg, "big", "big2").await.unwrap();
+        assert_eq!(store.requests(StoreOp::UploadPartCopy), 4);
+        let kept = |key: &str| {
+            let obj = store.object(key).unwrap();
+            (obj.acl, obj.storage_class)
+        };
+        // The grant list comes back whole: the owner's FULL_CONTROL and the reader's READ.
+        let (small_acl, small_class) = kept("small2");
+        let grants = small_acl.unwrap().grants;
+        assert_eq!(grants.read.as_deref(), Some("id=\"qcs::cam::uin/2:uin/2\""));
+        assert!(grants.full_control.is_some());
+        assert_eq!(small_class, "STANDARD_IA");
+        assert_eq!(
+            kept("big2"),
+            (Some(AclHeaders::canned("private")), "STANDARD_IA".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn rename_dir_carries_each_objects_acl() {
+        let store = acl_store();
+        store.insert(
+            "src/",
+            Bytes::new(),
+            &with_acl(AclHeaders::canned("public-read")),
+        );
+        store.insert("src/a", &b"a"[..], &with_acl(AclHeaders::canned("private")));
+        store.insert("src/b", &b"b"[..], &ia_options());
+        rename_dir(&store, &NamespaceConfig::default(), "src/", "dst/")
+            .await
+            .unwrap();
+        let acl = |key: &str| store.object(key).unwrap().acl;
+        assert_eq!(acl("dst/"), Some(AclHeaders::canned("public-read")));
+        assert_eq!(acl("dst/a"), Some(AclHeaders::canned("private")));
+        assert_eq!(acl("dst/b"), None);
+        assert_eq!(store.object("dst/b").unwrap().storage_class, "STANDARD_IA");
+        assert_eq!(store.requests(StoreOp::GetAcl), 3, "one per object");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_acl_fails_the_rewrite_and_changes_nothing() {
+        let store = acl_store();
+        store.insert("f", &b"data"[..], &with_acl(AclHeaders::canned("private")));
+        let info = head(&store, "f").await;
+        store.fail_next(StoreOp::GetAcl, 1, || {
+            MemoryStore::service_error(403, "AccessDenied")
+        });
+        let update = AttrUpdate {
+            mode: Some(0o777),
+            ..Default::default()
+        };
+        let err = set_attributes(&store, &NamespaceConfig::default(), &info, update)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), fuser::Errno::EACCES);
+        assert_eq!(store.requests(StoreOp::CopyObject), 0);
+        assert_eq!(
+            store.object("f").unwrap().meta["mode"],
+            (libc::S_IFREG | 0o600).to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn owner_only_answers_are_settled_by_the_bucket_acl() {
+        // Answers without `x-cos-acl`: `private` and `default` look the same.
+        let store = acl_store();
+        store.set_acl_header(false);
+        store.insert("p", &b"x"[..], &with_acl(AclHeaders::canned("private")));
+        store.insert("d", &b"x"[..], &ia_options());
+        store.insert("r", &b"x"[..], &with_acl(AclHeaders::canned("public-read")));
+        // A private bucket: both mean "owner only", nothing to send.
+        assert_eq!(acl_to_keep(&store, "p").await.unwrap(), None);
+        assert_eq!(acl_to_keep(&store, "d").await.unwrap(), None);
+        // A public bucket: fail closed, never let a private object inherit public-read.
+        store
+            .put_acl(None, &crate::cos::acl::AclUpdate::canned("public-read"))
+            .await
+            .unwrap();
+        for key in ["p", "d"] {
+            assert_eq!(
+                acl_to_keep(&store, key).await.unwrap(),
+                Some(AclHeaders::canned("private")),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            acl_to_keep(&store, "r").await.unwrap(),
+            Some(AclHeaders::canned("public-read"))
+        );
     }
 
     #[tokio::test]

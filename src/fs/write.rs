@@ -1624,6 +1624,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rewrites_send_the_acl_learned_at_open_with_put_initiate_and_copy() {
+        let f = Fixture::new();
+        let acl = AclHeaders::canned("public-read");
+        let opts = PutOptions {
+            storage_class: Some("STANDARD_IA".into()),
+            acl: Some(acl.clone()),
+            ..Default::default()
+        };
+        // One PUT (small), one multipart upload (Initiate carries it), one metadata-only copy.
+        f.store.insert("small", &b"old"[..], &opts);
+        f.store.insert("big", pattern(3 * PART as usize, 1), &opts);
+        f.store.insert("meta", &b"same"[..], &opts);
+        for key in ["small", "big", "meta"] {
+            let mut h = f
+                .open(key, key == "small")
+                .await
+                .with_acl(Some(acl.clone()));
+            match key {
+                "small" => h.write_at(0, b"new").await.unwrap(),
+                "big" => h.write_at(10, b"XYZ").await.unwrap(),
+                _ => h.set_attrs(Some(0o600), None, None, None).unwrap(),
+            }
+            h.close().await.unwrap();
+            let obj = f.store.object(key).unwrap();
+            assert_eq!(obj.acl.as_ref(), Some(&acl), "{key}");
+            assert_eq!(obj.storage_class, "STANDARD_IA", "{key}");
+        }
+        assert!(f.store.requests(StoreOp::InitiateMultipart) >= 1);
+        assert_eq!(f.store.requests(StoreOp::CopyObject), 1);
+        assert_eq!(&f.store.object("small").unwrap().data[..], b"new");
+        // Without an ACL (a `default` object), nothing is sent and the result is `default`.
+        let mut h = f.open("small", true).await;
+        h.write_at(0, b"x").await.unwrap();
+        h.close().await.unwrap();
+        assert_eq!(f.store.object("small").unwrap().acl, None);
+    }
+
+    #[tokio::test]
     async fn open_with_truncate_and_append_and_unchanged_open() {
         let f = Fixture::new();
         f.store
