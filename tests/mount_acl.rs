@@ -131,6 +131,20 @@ fn set_user_x(p: &Path) {
     );
 }
 
+/// Requests in cos-local's access log so far: (GET `?acl` of objects, all of them).
+fn acl_gets(env: &TestEnv) -> (usize, usize) {
+    let log = std::fs::read_to_string(&env.access_log).unwrap_or_default();
+    let gets = log
+        .lines()
+        .filter(|l| {
+            let mut f = l.split(' ');
+            let (_, method, target) = (f.next(), f.next(), f.next().unwrap_or(""));
+            method == Some("GET") && (target.ends_with("?acl") || target.contains("?acl&"))
+        })
+        .count();
+    (gets, log.lines().count())
+}
+
 fn mode_of(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -316,7 +330,13 @@ fn a_private_object_in_a_public_bucket_stays_private() {
 
     env.mount(&[]);
     let secret = env.path("secret.txt");
+    std::fs::metadata(&secret).unwrap();
+    let (acl_before, total_before) = acl_gets(&env);
     run("chmod", &["600", secret.to_str().unwrap()]);
+    let (acl_after, total_after) = acl_gets(&env);
+    // The price of keeping the ACL: one GET ?acl per rewrite.
+    assert_eq!(acl_after - acl_before, 1, "GET ?acl for one chmod");
+    eprintln!("chmod: {} requests", total_after - total_before);
     assert_eq!(anonymous_get(&env, "secret.txt").0, 403, "after chmod 600");
     assert_eq!(mode_of(&secret), 0o600);
     assert_eq!(
@@ -325,13 +345,21 @@ fn a_private_object_in_a_public_bucket_stays_private() {
     );
 
     let moved = env.path("secret2.txt");
+    let (acl_before, total_before) = acl_gets(&env);
     run("mv", &[secret.to_str().unwrap(), moved.to_str().unwrap()]);
+    let (acl_after, total_after) = acl_gets(&env);
+    assert_eq!(acl_after - acl_before, 1, "GET ?acl for one mv");
+    eprintln!("mv: {} requests", total_after - total_before);
     let (status, body) = anonymous_get(&env, "secret2.txt");
     assert_eq!(status, 403, "after mv: {}", String::from_utf8_lossy(&body));
     assert_eq!(std::fs::read(&moved).unwrap(), b"top secret\n");
     assert_eq!(mode_of(&moved), 0o600);
 
+    let (acl_before, total_before) = acl_gets(&env);
     sh("echo still secret > secret2.txt", &env.mnt.clone());
+    let (acl_after, total_after) = acl_gets(&env);
+    assert_eq!(acl_after - acl_before, 1, "GET ?acl for one overwrite");
+    eprintln!("overwrite: {} requests", total_after - total_before);
     assert_eq!(anonymous_get(&env, "secret2.txt").0, 403, "after overwrite");
     assert_eq!(std::fs::read(&moved).unwrap(), b"still secret\n");
 

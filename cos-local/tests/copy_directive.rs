@@ -144,7 +144,9 @@ async fn copy_takes_the_acl_from_the_request_with_either_directive() {
         }
     };
     let reader = "id=\"qcs::cam::uin/2:uin/2\"";
-    let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+    /// Destination, directive, extra headers.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 5] = [
         ("plain-copy", "Copy", &[]),
         ("acl-copy", "Copy", &[("x-cos-acl", "public-read")]),
         ("grant-copy", "Copy", &[("x-cos-grant-read", reader)]),
@@ -165,7 +167,10 @@ async fn copy_takes_the_acl_from_the_request_with_either_directive() {
     assert_eq!(canned.as_deref(), Some("public-read"));
     assert!(body.contains("AllUsers"), "{body}");
     let (_, body) = acl_of("grant-copy").await;
-    assert!(body.contains("qcs::cam::uin/2:uin/2") && !body.contains("AllUsers"), "{body}");
+    assert!(
+        body.contains("qcs::cam::uin/2:uin/2") && !body.contains("AllUsers"),
+        "{body}"
+    );
     assert_eq!(acl_of("acl-replaced").await.0.as_deref(), Some("private"));
     assert_eq!(acl_of("src").await.0.as_deref(), Some("public-read"));
     // A copy onto itself without the ACL resets it, as on COS.
