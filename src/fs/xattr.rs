@@ -10,7 +10,7 @@
 //! | `user.NAME` | `x-cos-meta-NAME` | copy onto itself with the new metadata | yes |
 //!
 //! On the mount root `user.cos.acl` is the bucket's ACL. On a file open for writing, user
-//! attributes, the storage class and a canned ACL are kept with the pending upload and go up
+//! attributes, the storage class and the ACL (canned or grants) are kept with the pending upload and go up
 //! with it (`cp --preserve=xattr` sets them before it closes the new file). The read-only attributes are not
 //! listed: `cp --preserve=xattr` and `rsync -X` copy every listed name, and an attribute that can
 //! never be set would make every copy inside the mount fail with EPERM.
