@@ -140,6 +140,7 @@ async fn object_round_trip() {
         source_key: key.into(),
         directive: MetadataDirective::Copy,
         storage_class: Some("STANDARD_IA".into()),
+        acl: None,
         source_if_match: Some(put.etag.clone()),
     };
     let copied = ObjectStore::copy_object(&c, "copy/了.txt", &copy)
@@ -164,6 +165,7 @@ async fn object_round_trip() {
             ..Default::default()
         }),
         storage_class: Some("STANDARD_IA".into()),
+        acl: None,
         source_if_match: None,
     };
     ObjectStore::copy_object(&c, "copy/了.txt", &replace)

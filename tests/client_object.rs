@@ -490,6 +490,7 @@ async fn copy_object_sends_source_directive_and_storage_class() {
         source_key: "src dir/a+b.txt".into(),
         directive: MetadataDirective::Copy,
         storage_class: Some("STANDARD_IA".into()),
+        acl: None,
         source_if_match: Some("e1".into()),
     };
     let r1 = ObjectStore::copy_object(&client, "dst.txt", &params)
@@ -510,6 +511,7 @@ async fn copy_object_sends_source_directive_and_storage_class() {
             ..Default::default()
         }),
         storage_class: None,
+        acl: None,
         source_if_match: None,
     };
     ObjectStore::copy_object(&client, "dst.txt", &replaced)
@@ -545,6 +547,7 @@ async fn copy_answering_200_with_error_is_an_error() {
         source_key: "a".into(),
         directive: MetadataDirective::Copy,
         storage_class: None,
+        acl: None,
         source_if_match: None,
     };
     let err = ObjectStore::copy_object(&mock.client(), "b", &params)

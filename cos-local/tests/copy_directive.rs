@@ -116,3 +116,76 @@ async fn metadata_directive_in_both_spellings_and_any_case() {
         assert_eq!((r.status, r.code()), (400, code.to_string()), "{directive}");
     }
 }
+
+/// COS does not carry the ACL over on PUT Copy (either directive): the copy is `default`
+/// unless the request sends `x-cos-acl` / `x-cos-grant-*`, which it accepts with both.
+#[tokio::test]
+async fn copy_takes_the_acl_from_the_request_with_either_directive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path(), &[]);
+    let c = server.client();
+    let r = c
+        .send(
+            "PUT",
+            "src",
+            &[],
+            &[("x-cos-acl", "public-read"), ("content-type", "text/plain")],
+            b"body".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let source = format!("{BUCKET}.cos.ap-guangzhou.myqcloud.com/src");
+    let acl_of = |key: &'static str| {
+        let c = &c;
+        async move {
+            let r = c.send("GET", key, &[("acl", "")], &[], vec![]).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            (r.header("x-cos-acl"), r.text())
+        }
+    };
+    let reader = "id=\"qcs::cam::uin/2:uin/2\"";
+    /// Destination, directive, extra headers.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 5] = [
+        ("plain-copy", "Copy", &[]),
+        ("acl-copy", "Copy", &[("x-cos-acl", "public-read")]),
+        ("grant-copy", "Copy", &[("x-cos-grant-read", reader)]),
+        ("acl-replaced", "Replaced", &[("x-cos-acl", "private")]),
+        ("src", "Replaced", &[("x-cos-acl", "public-read")]),
+    ];
+    for (dst, directive, extra) in cases {
+        let mut headers = vec![
+            ("x-cos-copy-source", source.as_str()),
+            ("x-cos-metadata-directive", directive),
+        ];
+        headers.extend_from_slice(extra);
+        let r = c.send("PUT", dst, &[], &headers, vec![]).await;
+        assert_eq!(r.status, 200, "{dst}: {}", r.text());
+    }
+    assert_eq!(acl_of("plain-copy").await.0.as_deref(), Some("default"));
+    let (canned, body) = acl_of("acl-copy").await;
+    assert_eq!(canned.as_deref(), Some("public-read"));
+    assert!(body.contains("AllUsers"), "{body}");
+    let (_, body) = acl_of("grant-copy").await;
+    assert!(
+        body.contains("qcs::cam::uin/2:uin/2") && !body.contains("AllUsers"),
+        "{body}"
+    );
+    assert_eq!(acl_of("acl-replaced").await.0.as_deref(), Some("private"));
+    assert_eq!(acl_of("src").await.0.as_deref(), Some("public-read"));
+    // A copy onto itself without the ACL resets it, as on COS.
+    let r = c
+        .send(
+            "PUT",
+            "src",
+            &[],
+            &[
+                ("x-cos-copy-source", source.as_str()),
+                ("x-cos-metadata-directive", "Replaced"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(acl_of("src").await.0.as_deref(), Some("default"));
+}

@@ -156,6 +156,96 @@ impl GrantHeaders {
     }
 }
 
+impl GrantHeaders {
+    /// The header values that give exactly `grants` (users as `id="..."`, groups as
+    /// `uri="..."`, several grantees of one permission comma-separated). Permissions COS does
+    /// not know are skipped.
+    pub fn from_grants(grants: &[Grant]) -> GrantHeaders {
+        let mut out = GrantHeaders::default();
+        for g in grants {
+            let who = match &g.grantee {
+                Grantee::CanonicalUser { id, .. } => format!("id=\"{id}\""),
+                Grantee::Group { uri } => format!("uri=\"{uri}\""),
+            };
+            let slot = match g.permission.as_str() {
+                "READ" => &mut out.read,
+                "WRITE" => &mut out.write,
+                "READ_ACP" => &mut out.read_acp,
+                "WRITE_ACP" => &mut out.write_acp,
+                "FULL_CONTROL" => &mut out.full_control,
+                _ => continue,
+            };
+            match slot {
+                Some(list) => {
+                    list.push(',');
+                    list.push_str(&who);
+                }
+                None => *slot = Some(who),
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values().iter().all(|v| v.is_none())
+    }
+}
+
+/// An object's ACL as request headers: a canned `x-cos-acl` and/or `x-cos-grant-*` lists.
+/// PUT Object, Initiate Multipart Upload and PUT Copy take these, and COS resets the ACL of
+/// what they write to `default` unless they are sent (cos-protocol.md §5.1), so every rewrite
+/// of an existing object sends its ACL again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclHeaders {
+    pub canned: Option<String>,
+    pub grants: GrantHeaders,
+}
+
+impl AclHeaders {
+    pub fn canned(acl: impl Into<String>) -> Self {
+        AclHeaders {
+            canned: Some(acl.into()),
+            grants: GrantHeaders::default(),
+        }
+    }
+
+    /// Nothing to send: the object gets (or keeps) the `default` ACL.
+    pub fn is_default(&self) -> bool {
+        self.canned.as_deref().is_none_or(|c| c == "default") && self.grants.is_empty()
+    }
+
+    /// The canned name when there are no explicit grants.
+    pub fn canned_only(&self) -> Option<&str> {
+        self.grants
+            .is_empty()
+            .then_some(self.canned.as_deref())
+            .flatten()
+    }
+
+    pub(crate) fn apply(&self, req: CosRequest) -> CosRequest {
+        let mut req = req.header_opt("x-cos-acl", self.canned.clone());
+        for ((header, _), value) in GRANT_HEADERS.iter().zip(self.grants.values()) {
+            req = req.header_opt(header, value.clone());
+        }
+        req
+    }
+}
+
+impl From<&str> for AclHeaders {
+    fn from(canned: &str) -> Self {
+        AclHeaders::canned(canned)
+    }
+}
+
+impl From<AclHeaders> for AclUpdate {
+    fn from(h: AclHeaders) -> Self {
+        AclUpdate::Headers {
+            canned: h.canned,
+            grants: h.grants,
+        }
+    }
+}
+
 /// What PUT `?acl` sends: headers, or an XML policy (COS refuses both at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AclUpdate {
@@ -177,13 +267,11 @@ impl AclUpdate {
 
     fn apply(&self, req: CosRequest) -> CosRequest {
         match self {
-            AclUpdate::Headers { canned, grants } => {
-                let mut req = req.header_opt("x-cos-acl", canned.clone());
-                for ((header, _), value) in GRANT_HEADERS.iter().zip(grants.values()) {
-                    req = req.header_opt(header, value.clone());
-                }
-                req
+            AclUpdate::Headers { canned, grants } => AclHeaders {
+                canned: canned.clone(),
+                grants: grants.clone(),
             }
+            .apply(req),
             AclUpdate::Policy(p) => req.xml_body(p.to_xml()),
         }
     }

@@ -22,18 +22,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 
+use super::acl::{
+    AccessControlPolicy, AclHeaders, AclUpdate, Grant, GrantHeaders, Grantee, ALL_USERS_URI,
+    GRANT_HEADERS,
+};
 use super::crc64;
 use super::error::{CosError, Result, ServiceError};
 use super::store::{
-    BucketInfo, CompletedPart, ContentHeaders, CopyParams, ListEntry, ListPage, ListParams,
-    MetadataDirective, ObjectInfo, ObjectStore, PutOptions, PutResult, RangeData,
+    acl_not_supported, AclInfo, BucketInfo, CompletedPart, ContentHeaders, CopyParams, ListEntry,
+    ListPage, ListParams, MetadataDirective, ObjectInfo, ObjectStore, PutOptions, PutResult,
+    RangeData,
 };
 
 /// COS refuses a non-last part smaller than this at Complete (cos-protocol.md §6).
@@ -62,10 +67,12 @@ pub enum StoreOp {
     UploadPartCopy,
     CompleteMultipart,
     AbortMultipart,
+    GetAcl,
+    PutAcl,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 12] = [
+    pub const ALL: [StoreOp; 14] = [
         StoreOp::HeadBucket,
         StoreOp::ListObjects,
         StoreOp::HeadObject,
@@ -78,6 +85,8 @@ impl StoreOp {
         StoreOp::UploadPartCopy,
         StoreOp::CompleteMultipart,
         StoreOp::AbortMultipart,
+        StoreOp::GetAcl,
+        StoreOp::PutAcl,
     ];
 
     fn index(self) -> usize {
@@ -96,6 +105,9 @@ pub struct StoredObject {
     pub storage_class: String,
     pub content: ContentHeaders,
     pub meta: BTreeMap<String, String>,
+    /// The ACL headers the write that made this object sent (`None`: `default`). Like COS,
+    /// a PUT, Complete or copy that sends none leaves the new object `default`.
+    pub acl: Option<AclHeaders>,
 }
 
 impl StoredObject {
@@ -108,6 +120,7 @@ impl StoredObject {
             storage_class: storage_class_or_standard(opts.storage_class.as_deref()),
             content: opts.content.clone(),
             meta: lowercase_meta(&opts.meta),
+            acl: opts.acl.clone().filter(|a| !a.is_default()),
             data,
         }
     }
@@ -159,6 +172,8 @@ struct State {
     /// Per op: how many more answers report a wrong CRC-64.
     corrupt_crc: HashMap<StoreOp, u64>,
     latency: HashMap<StoreOp, Duration>,
+    /// The bucket's ACL, once PUT `?acl` set one (`private` until then).
+    bucket_acl: Option<AclHeaders>,
 }
 
 /// An in-memory bucket implementing [`ObjectStore`]. Cheap to share behind an `Arc`.
@@ -170,6 +185,10 @@ pub struct MemoryStore {
     next_id: AtomicU64,
     min_part_size: AtomicU64,
     max_simple_copy: AtomicU64,
+    /// GET/PUT `?acl` answer (instead of 501 NotImplemented) once [`MemoryStore::enable_acls`].
+    acls: AtomicBool,
+    /// GET `?acl` answers carry `x-cos-acl` (as cos-local's do; COS documents no such header).
+    acl_header: AtomicBool,
 }
 
 impl Default for MemoryStore {
@@ -206,7 +225,21 @@ impl MemoryStore {
             next_id: AtomicU64::new(1),
             min_part_size: AtomicU64::new(COS_MIN_PART_SIZE),
             max_simple_copy: AtomicU64::new(COS_MAX_SIMPLE_COPY),
+            acls: AtomicBool::new(false),
+            acl_header: AtomicBool::new(true),
         }
+    }
+
+    /// Whether GET `?acl` answers name the canned ACL in `x-cos-acl` (default yes). Without
+    /// it, `private` and `default` answer alike, as COS documents its answers.
+    pub fn set_acl_header(&self, on: bool) {
+        self.acl_header.store(on, Ordering::SeqCst);
+    }
+
+    /// Answer GET/PUT `?acl` of objects as COS does (by default the store keeps no ACLs and
+    /// answers 501 NotImplemented, like a store without the feature).
+    pub fn enable_acls(&self) {
+        self.acls.store(true, Ordering::SeqCst);
     }
 
     /// Lower (or raise) the smallest non-last part Complete accepts, so tests can use small parts.
@@ -619,6 +652,15 @@ impl ObjectStore for MemoryStore {
                 copy.meta = lowercase_meta(&opts.meta);
             }
         }
+        // Nor the ACL: the copy is `default` unless the request sets one.
+        copy.acl = params
+            .acl
+            .clone()
+            .or_else(|| match &params.directive {
+                MetadataDirective::Replaced(opts) => opts.acl.clone(),
+                MetadataDirective::Copy => None,
+            })
+            .filter(|a| !a.is_default());
         // COS does not inherit the storage class on copy.
         copy.storage_class = storage_class_or_standard(params.storage_class.as_deref());
         copy.last_modified = SystemTime::now();
@@ -740,6 +782,7 @@ impl ObjectStore for MemoryStore {
             storage_class: storage_class_or_standard(upload.opts.storage_class.as_deref()),
             content: upload.opts.content.clone(),
             meta: lowercase_meta(&upload.opts.meta),
+            acl: upload.opts.acl.clone().filter(|a| !a.is_default()),
         };
         let result = PutResult {
             etag: obj.etag.clone(),
@@ -761,6 +804,122 @@ impl ObjectStore for MemoryStore {
             }
             _ => Err(self.no_such_upload()),
         }
+    }
+
+    async fn get_acl(&self, key: Option<&str>) -> Result<AclInfo> {
+        let _call = self.begin(StoreOp::GetAcl).await?;
+        if !self.acls.load(Ordering::SeqCst) {
+            return Err(acl_not_supported());
+        }
+        let state = self.lock();
+        let mut info = match key {
+            None => acl_info(Some(
+                state
+                    .bucket_acl
+                    .as_ref()
+                    .unwrap_or(&AclHeaders::canned("private")),
+            )),
+            Some(key) => {
+                let obj = state.objects.get(key).ok_or_else(|| self.no_such_key())?;
+                acl_info(obj.acl.as_ref())
+            }
+        };
+        if !self.acl_header.load(Ordering::SeqCst) {
+            info.canned = None;
+        }
+        Ok(info)
+    }
+
+    async fn put_acl(&self, key: Option<&str>, update: &AclUpdate) -> Result<()> {
+        let _call = self.begin(StoreOp::PutAcl).await?;
+        if !self.acls.load(Ordering::SeqCst) {
+            return Err(acl_not_supported());
+        }
+        let acl = match update {
+            AclUpdate::Headers { canned, grants } => AclHeaders {
+                canned: canned.clone(),
+                grants: grants.clone(),
+            },
+            AclUpdate::Policy(p) => AclHeaders {
+                canned: None,
+                grants: GrantHeaders::from_grants(&p.grants),
+            },
+        };
+        let mut state = self.lock();
+        let Some(key) = key else {
+            state.bucket_acl = Some(acl);
+            return Ok(());
+        };
+        let obj = state
+            .objects
+            .get_mut(key)
+            .ok_or_else(|| self.no_such_key())?;
+        obj.acl = Some(acl).filter(|a| !a.is_default());
+        Ok(())
+    }
+}
+
+/// The owner every ACL answer of the memory store names.
+pub const MEMORY_OWNER: &str = "qcs::cam::uin/1:uin/1";
+
+/// A GET `?acl` answer for stored ACL headers, rendered as cos-local does: the owner's
+/// FULL_CONTROL, the canned ACL's group grant, the explicit grants; `x-cos-acl` names the
+/// canned part (`default` when none).
+fn acl_info(acl: Option<&AclHeaders>) -> AclInfo {
+    let mut grants = vec![Grant {
+        grantee: Grantee::CanonicalUser {
+            id: MEMORY_OWNER.into(),
+            display_name: None,
+        },
+        permission: "FULL_CONTROL".into(),
+    }];
+    let canned = acl.and_then(|a| a.canned.clone());
+    if matches!(canned.as_deref(), Some("public-read" | "public-read-write")) {
+        grants.push(Grant {
+            grantee: Grantee::Group {
+                uri: ALL_USERS_URI.into(),
+            },
+            permission: "READ".into(),
+        });
+    }
+    if let Some(acl) = acl {
+        let values = [
+            &acl.grants.read,
+            &acl.grants.write,
+            &acl.grants.read_acp,
+            &acl.grants.write_acp,
+            &acl.grants.full_control,
+        ];
+        for ((_, permission), value) in GRANT_HEADERS.iter().zip(values) {
+            for item in value.iter().flat_map(|v| v.split(',')) {
+                let Some((kind, who)) = item.trim().split_once('=') else {
+                    continue;
+                };
+                let who = who.trim().trim_matches('"').to_string();
+                let grantee = match kind.trim() {
+                    "uri" => Grantee::Group { uri: who },
+                    _ => Grantee::CanonicalUser {
+                        id: who,
+                        display_name: None,
+                    },
+                };
+                let grant = Grant {
+                    grantee,
+                    permission: permission.to_string(),
+                };
+                if !grants.contains(&grant) {
+                    grants.push(grant);
+                }
+            }
+        }
+    }
+    AclInfo {
+        policy: AccessControlPolicy {
+            owner_id: MEMORY_OWNER.into(),
+            owner_display_name: None,
+            grants,
+        },
+        canned: Some(canned.unwrap_or_else(|| "default".into())),
     }
 }
 
@@ -992,6 +1151,7 @@ mod tests {
             source_key: "a".into(),
             directive: MetadataDirective::Copy,
             storage_class: None,
+            acl: None,
             source_if_match: None,
         };
         s.copy_object("b", &copy).await.unwrap();

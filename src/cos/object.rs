@@ -371,8 +371,10 @@ pub(crate) fn apply_put_options(mut req: CosRequest, opts: &PutOptions) -> CosRe
         .header_opt("Content-Disposition", c.content_disposition.clone())
         .header_opt("Content-Encoding", c.content_encoding.clone())
         .header_opt("Expires", c.expires.clone())
-        .header_opt("x-cos-storage-class", opts.storage_class.clone())
-        .header_opt("x-cos-acl", opts.acl.clone());
+        .header_opt("x-cos-storage-class", opts.storage_class.clone());
+    if let Some(acl) = &opts.acl {
+        req = acl.apply(req);
+    }
     for (name, value) in &opts.meta {
         req = req.header(&format!("x-cos-meta-{name}"), value.clone());
     }
@@ -718,7 +720,8 @@ impl Client {
     }
 
     /// PUT Object - Copy from `params.source_key` in this bucket. COS does not carry the
-    /// storage class over, so `params.storage_class` is sent explicitly when set. A 200 whose
+    /// storage class nor the ACL over, so `params.storage_class` and `params.acl` are sent
+    /// explicitly when set (with either directive). A 200 whose
     /// body is `<Error>`, or that lacks an ETag, is an error.
     pub async fn copy_object(&self, dest_key: &str, params: &CopyParams) -> Result<CopyResult> {
         super::client::validate_key(&params.source_key)?;
@@ -729,6 +732,7 @@ impl Client {
                 params.source_if_match.as_deref().map(quote_etag),
             );
         let mut storage_class = params.storage_class.clone();
+        let mut acl = params.acl.clone();
         match &params.directive {
             MetadataDirective::Copy => {
                 req = req.header("x-cos-metadata-directive", "Copy");
@@ -737,10 +741,14 @@ impl Client {
                 req = req.header("x-cos-metadata-directive", "Replaced");
                 let mut opts = opts.clone();
                 storage_class = storage_class.or(opts.storage_class.take());
+                acl = acl.or(opts.acl.take());
                 req = apply_put_options(req, &opts);
             }
         }
         req = req.header_opt("x-cos-storage-class", storage_class);
+        if let Some(acl) = &acl {
+            req = acl.apply(req);
+        }
         let answer = self.execute_xml(&req).await?;
         copy_result(answer.bytes(), &answer.headers, "CopyObjectResult")
     }

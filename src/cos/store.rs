@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::acl::{AccessControlPolicy, AclUpdate};
+use super::acl::{AccessControlPolicy, AclHeaders, AclUpdate};
 use super::error::{CosError, Result, ServiceError};
 
 /// One object as a listing reports it.
@@ -80,8 +80,9 @@ pub struct PutOptions {
     pub meta: BTreeMap<String, String>,
     /// `x-cos-storage-class`; `None` = bucket default.
     pub storage_class: Option<String>,
-    /// Canned `x-cos-acl`.
-    pub acl: Option<String>,
+    /// `x-cos-acl` and/or `x-cos-grant-*`; `None` = `default` (COS does not keep the ACL of
+    /// the object replaced: a rewrite must send it again).
+    pub acl: Option<AclHeaders>,
     /// Base64 of the body's MD5; when set COS answers BadDigest on a mismatch.
     pub content_md5: Option<String>,
 }
@@ -154,6 +155,9 @@ pub struct CopyParams {
     pub directive: MetadataDirective,
     /// COS does not carry the storage class over on copy; pass it explicitly.
     pub storage_class: Option<String>,
+    /// Nor the ACL: `x-cos-acl` / `x-cos-grant-*` of the copy, with either directive (with
+    /// `Replaced`, this wins over the options' `acl`). `None` = `default`.
+    pub acl: Option<AclHeaders>,
     /// `x-cos-copy-source-If-Match`.
     pub source_if_match: Option<String>,
 }

@@ -7,6 +7,14 @@
 //! class is passed explicitly. Objects over 5 GB cannot be copied with PUT Copy and go through
 //! a multipart upload made of Upload Part Copy requests.
 //!
+//! COS does not carry the ACL over either, on PUT Object, Initiate or PUT Copy: a rewrite that
+//! sends no `x-cos-acl` / `x-cos-grant-*` leaves the object `default` (so in a `public-read`
+//! bucket a `private` object would become world-readable). Every rewrite of an existing object
+//! therefore reads its ACL first ([`acl_to_keep`], one GET `?acl`) and sends it again *with*
+//! the write, never as a PUT `?acl` after it (no window with the wrong ACL). The metadata-only
+//! rewrites (chmod, chown, utimens, setxattr, the writer's metadata update) all go through
+//! one function, [`rewrite_in_place`]; rename copies carry the ACL to the new key.
+//!
 //! A directory rename copies every key under the prefix (marker included), then deletes the
 //! sources. It is **not atomic**: if it fails halfway, the source tree is still complete and
 //! the destination holds a partial copy (never the other way round, so nothing is lost).
@@ -23,12 +31,14 @@ use std::future::Future;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::write::unix_seconds;
+use super::xattr::canned_of;
+use crate::cos::acl::{AclHeaders, GrantHeaders, Grantee};
 use crate::cos::crc64;
 use crate::cos::store::{
-    CompletedPart, ContentHeaders, CopyParams, ListEntry, ListParams, MetadataDirective,
+    AclInfo, CompletedPart, ContentHeaders, CopyParams, ListEntry, ListParams, MetadataDirective,
     ObjectInfo, ObjectStore, PutOptions, PutResult,
 };
-use crate::cos::CosError;
+use crate::cos::{CosError, ErrorKind};
 
 const MIB: u64 = 1024 * 1024;
 /// PUT Copy handles sources up to 5 GB (cos-protocol.md §5.1); bigger ones need part copies.
@@ -138,7 +148,7 @@ fn posix_meta(mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> BTreeMap<Stri
     ])
 }
 
-/// What a copy should stamp on the destination.
+/// What a copy should stamp on the destination (the ACL is added by the caller).
 fn options_of(info: &ObjectInfo) -> PutOptions {
     PutOptions {
         content: info.content.clone(),
@@ -148,30 +158,166 @@ fn options_of(info: &ObjectInfo) -> PutOptions {
     }
 }
 
-/// Copy `source` to `dest` keeping content headers, user metadata and storage class (or, with
-/// `replace`, stamping those options instead). Multipart copy above `max_simple_copy`.
+// ---- ACLs ----
+
+/// What a GET `?acl` answer says a rewrite must send again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptAcl {
+    /// `default` (no grant beyond the owner's implicit one): nothing to send, the common case.
+    Default,
+    /// Send these headers with the write.
+    Send(AclHeaders),
+    /// Only the owner's grant and no `x-cos-acl` in the answer: `private` and `default`, which
+    /// COS answers alike (cos-local names the canned value, COS's documentation lists no such
+    /// header). [`acl_to_keep`] settles it with the bucket's ACL.
+    OwnerOnly,
+}
+
+/// What an object's ACL answer asks a rewrite to send: the canned value when the answer
+/// amounts to one, else every grant as `x-cos-grant-*` headers (the owner's included, so the
+/// grant set comes back exactly).
+pub fn kept_acl(info: &AclInfo) -> KeptAcl {
+    match canned_of(info, true).as_deref() {
+        Some("default") => KeptAcl::Default,
+        Some("private") if info.canned.is_none() => KeptAcl::OwnerOnly,
+        Some(canned) => KeptAcl::Send(AclHeaders::canned(canned)),
+        None => KeptAcl::Send(AclHeaders {
+            canned: None,
+            grants: GrantHeaders::from_grants(&info.policy.grants),
+        }),
+    }
+}
+
+/// The ACL to send again when `key` is rewritten (PUT, Initiate or PUT Copy): one GET
+/// `?acl`. `None` when the object's ACL is `default`, so the write sends nothing extra, and
+/// for stores that keep no ACLs (NotSupported). Any other failure (e.g. AccessDenied: the
+/// credentials may not read ACLs) fails the rewrite rather than resetting the ACL unseen.
+///
+/// When the answer cannot tell `private` from `default` ([`KeptAcl::OwnerOnly`]), the bucket's
+/// ACL decides: in a bucket that grants nothing to anyone but its owner both mean the same and
+/// nothing is sent; otherwise `private` is sent (fail closed: a `default` object of a public
+/// bucket becomes `private`, never a `private` one public), with a warning.
+pub async fn acl_to_keep<S: ObjectStore>(store: &S, key: &str) -> NsResult<Option<AclHeaders>> {
+    let info = match store.get_acl(Some(key)).await {
+        Ok(info) => info,
+        Err(e) if e.kind() == ErrorKind::NotSupported => return Ok(None),
+        Err(e) => return Err(NsError::cos("GetObjectACL", key, e)),
+    };
+    match kept_acl(&info) {
+        KeptAcl::Default => Ok(None),
+        KeptAcl::Send(headers) => Ok(Some(headers)),
+        KeptAcl::OwnerOnly => {
+            let bucket_private = match store.get_acl(None).await {
+                Ok(bucket) => !bucket
+                    .policy
+                    .grants
+                    .iter()
+                    .any(|g| matches!(g.grantee, Grantee::Group { .. })),
+                Err(_) => false,
+            };
+            if bucket_private {
+                Ok(None)
+            } else {
+                tracing::warn!(
+                    key,
+                    "the ACL answer does not say whether the object is `private` or `default`, \
+                     and the bucket is not private: keeping it `private`"
+                );
+                Ok(Some(AclHeaders::canned("private")))
+            }
+        }
+    }
+}
+
+/// Where a rewrite gets the ACL it sends again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclSource {
+    /// Ask COS now ([`acl_to_keep`], one GET `?acl`).
+    Fetch,
+    /// Already known (a writer learned it when the file was opened); `None` = `default`.
+    Known(Option<AclHeaders>),
+}
+
+/// The version of an object a copy starts from; `If-Match` is sent on its ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub key: String,
+    /// Without quotes.
+    pub etag: String,
+    pub size: u64,
+    /// Checked against the copy's CRC-64 when known.
+    pub crc64: Option<u64>,
+}
+
+impl From<&ObjectInfo> for Version {
+    fn from(info: &ObjectInfo) -> Self {
+        Version {
+            key: info.key.clone(),
+            etag: info.etag.clone(),
+            size: info.size,
+            crc64: info.crc64,
+        }
+    }
+}
+
+/// The one "rewrite in place" of an object's metadata (chmod, chown, utimens, setxattr, the
+/// writer's metadata-only update): copy `version` onto itself with `Replaced` and `opts`
+/// (content headers, user metadata, storage class: the caller passes them all, COS keeps
+/// nothing of a `Replaced` copy but the bytes), the ACL from `acl` sent with the copy, and
+/// `If-Match` on the version's ETag, so a concurrent overwrite fails the update instead of
+/// being undone by it. Over `max_simple_copy`, a multipart upload of part copies.
+pub async fn rewrite_in_place<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    version: &Version,
+    mut opts: PutOptions,
+    acl: AclSource,
+) -> NsResult<PutResult> {
+    opts.acl = match acl {
+        AclSource::Fetch => acl_to_keep(store, &version.key).await?,
+        AclSource::Known(acl) => acl,
+    }
+    .filter(|a| !a.is_default());
+    copy_version(store, cfg, version, &version.key, opts, false).await
+}
+
+/// Copy `source` to `dest` keeping content headers, user metadata, storage class and ACL
+/// (one GET `?acl` of the source). Multipart copy above `max_simple_copy`.
 pub async fn copy_object<S: ObjectStore>(
     store: &S,
     cfg: &NamespaceConfig,
     source: &ObjectInfo,
     dest: &str,
-    replace: Option<PutOptions>,
+) -> NsResult<PutResult> {
+    let mut opts = options_of(source);
+    opts.acl = acl_to_keep(store, &source.key).await?;
+    copy_version(store, cfg, &Version::from(source), dest, opts, true).await
+}
+
+/// Copy `source` to `dest` with `If-Match` on its ETag. `opts` is everything the destination
+/// gets: with `keep_metadata` (the `Copy` directive) a simple copy sends only its storage class
+/// and ACL and COS keeps the source's headers and metadata; a multipart copy (over
+/// `max_simple_copy`) and `Replaced` send all of it.
+async fn copy_version<S: ObjectStore>(
+    store: &S,
+    cfg: &NamespaceConfig,
+    source: &Version,
+    dest: &str,
+    opts: PutOptions,
+    keep_metadata: bool,
 ) -> NsResult<PutResult> {
     if source.size > cfg.max_simple_copy {
-        let opts = replace.unwrap_or_else(|| options_of(source));
         return multipart_copy(store, cfg, source, dest, &opts).await;
     }
-    let storage_class = match &replace {
-        Some(opts) => opts.storage_class.clone(),
-        None => Some(source.storage_class.clone()),
-    };
     let params = CopyParams {
         source_key: source.key.clone(),
-        directive: match replace {
-            Some(opts) => MetadataDirective::Replaced(opts),
-            None => MetadataDirective::Copy,
+        storage_class: opts.storage_class.clone(),
+        acl: opts.acl.clone(),
+        directive: if keep_metadata {
+            MetadataDirective::Copy
+        } else {
+            MetadataDirective::Replaced(opts)
         },
-        storage_class,
         source_if_match: Some(source.etag.clone()),
     };
     let result = store
@@ -197,7 +343,7 @@ fn check_copy_crc(key: &str, source: Option<u64>, copy: Option<u64>) -> NsResult
 async fn multipart_copy<S: ObjectStore>(
     store: &S,
     cfg: &NamespaceConfig,
-    source: &ObjectInfo,
+    source: &Version,
     dest: &str,
     opts: &PutOptions,
 ) -> NsResult<PutResult> {
@@ -310,7 +456,8 @@ async fn copy_part<S: ObjectStore>(
     Ok((number, result, last + 1 - first))
 }
 
-/// Copy one listed object from under `from_dir` to the same place under `to_dir`.
+/// Copy one listed object from under `from_dir` to the same place under `to_dir`, with its
+/// storage class and ACL (one GET `?acl` per object).
 async fn copy_into<S: ObjectStore>(
     store: &S,
     cfg: &NamespaceConfig,
@@ -325,18 +472,20 @@ async fn copy_into<S: ObjectStore>(
             .head_object(&entry.key)
             .await
             .map_err(|e| NsError::cos("HeadObject", &entry.key, e))?;
-        copy_object(store, cfg, &info, &dest, None).await?;
+        copy_object(store, cfg, &info, &dest).await?;
     } else {
-        let params = CopyParams {
-            source_key: entry.key.clone(),
-            directive: MetadataDirective::Copy,
+        let opts = PutOptions {
             storage_class: Some(entry.storage_class.clone()),
-            source_if_match: Some(entry.etag.clone()),
+            acl: acl_to_keep(store, &entry.key).await?,
+            ..Default::default()
         };
-        store
-            .copy_object(&dest, &params)
-            .await
-            .map_err(|e| NsError::cos("PUT Object - Copy", &dest, e))?;
+        let source = Version {
+            key: entry.key.clone(),
+            etag: entry.etag.clone(),
+            size: entry.size,
+            crc64: None,
+        };
+        copy_version(store, cfg, &source, &dest, opts, true).await?;
     }
     Ok(())
 }
@@ -355,7 +504,7 @@ pub async fn rename_object<S: ObjectStore>(
             crc64: source.crc64,
         });
     }
-    let result = copy_object(store, cfg, source, dest, None).await?;
+    let result = copy_object(store, cfg, source, dest).await?;
     store
         .delete_object(&source.key)
         .await
@@ -431,8 +580,8 @@ pub async fn rename_dir<S: ObjectStore>(
     Ok(moved.len())
 }
 
-/// chmod/chown/utimens on a closed object: copy it onto itself with `Replaced`, re-sending its
-/// content headers, user metadata and storage class with the new POSIX attributes.
+/// chmod/chown/utimens on a closed object: [`rewrite_in_place`], re-sending its content
+/// headers, user metadata, storage class and ACL with the new POSIX attributes.
 pub async fn set_attributes<S: ObjectStore>(
     store: &S,
     cfg: &NamespaceConfig,
@@ -441,7 +590,7 @@ pub async fn set_attributes<S: ObjectStore>(
 ) -> NsResult<PutResult> {
     let mut opts = options_of(info);
     apply_attr_update(&info.key, &mut opts.meta, update);
-    copy_object(store, cfg, info, &info.key, Some(opts)).await
+    rewrite_in_place(store, cfg, &Version::from(info), opts, AclSource::Fetch).await
 }
 
 /// Apply `update` to an object's user metadata (what [`set_attributes`] stamps).
@@ -586,6 +735,7 @@ pub async fn read_link<S: ObjectStore>(store: &S, info: &ObjectInfo) -> NsResult
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cos::acl::GrantHeaders;
     use crate::cos::memory::{MemoryStore, StoreOp};
     #[allow(unused_imports)]
     use crate::fs::error::ToErrno;
@@ -771,6 +921,199 @@ mod tests {
         let long = vec![b'a'; 5000];
         let err = make_symlink(&store, "l2", &long, 0, 0).await.unwrap_err();
         assert_eq!(err.errno(), fuser::Errno::ENAMETOOLONG);
+    }
+
+    fn acl_store() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.enable_acls();
+        store
+    }
+
+    fn with_acl(acl: AclHeaders) -> PutOptions {
+        PutOptions {
+            acl: Some(acl),
+            ..ia_options()
+        }
+    }
+
+    fn reader_grant() -> AclHeaders {
+        AclHeaders {
+            canned: None,
+            grants: GrantHeaders {
+                read: Some("id=\"qcs::cam::uin/2:uin/2\"".into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn set_attributes_sends_the_acl_with_its_copy_for_one_get_acl() {
+        let store = acl_store();
+        store.insert(
+            "f",
+            &b"data"[..],
+            &with_acl(AclHeaders::canned("public-read")),
+        );
+        let info = head(&store, "f").await;
+        store.reset_requests();
+        let update = AttrUpdate {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        set_attributes(&store, &NamespaceConfig::default(), &info, update)
+            .await
+            .unwrap();
+        let f = store.object("f").unwrap();
+        assert_eq!(f.acl, Some(AclHeaders::canned("public-read")));
+        assert_eq!(f.storage_class, "STANDARD_IA");
+        assert_eq!(f.meta["mode"], (libc::S_IFREG | 0o600).to_string());
+        assert_eq!(store.requests(StoreOp::GetAcl), 1);
+        assert_eq!(store.requests(StoreOp::CopyObject), 1);
+        assert_eq!(
+            store.requests(StoreOp::PutAcl),
+            0,
+            "sent with the copy, not after"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_default_acl_sends_nothing_and_a_store_without_acls_still_rewrites() {
+        let store = acl_store();
+        store.insert("d", &b"data"[..], &ia_options());
+        let info = head(&store, "d").await;
+        set_attributes(
+            &store,
+            &NamespaceConfig::default(),
+            &info,
+            AttrUpdate::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.object("d").unwrap().acl, None);
+        assert_eq!(acl_to_keep(&store, "d").await.unwrap(), None);
+
+        // MemoryStore without ACLs answers NotImplemented: nothing to keep, no failure.
+        let plain = MemoryStore::new();
+        plain.insert("p", &b"data"[..], &ia_options());
+        let info = head(&plain, "p").await;
+        set_attributes(
+            &plain,
+            &NamespaceConfig::default(),
+            &info,
+            AttrUpdate::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(plain.requests(StoreOp::GetAcl), 1);
+        assert_eq!(plain.object("p").unwrap().storage_class, "STANDARD_IA");
+    }
+
+    #[tokio::test]
+    async fn rename_carries_the_acl_by_simple_and_by_part_copy() {
+        let store = acl_store();
+        store.set_min_part_size(1000);
+        store.set_max_simple_copy(4000);
+        store.insert("small", &b"s"[..], &with_acl(reader_grant()));
+        store.insert(
+            "big",
+            vec![3u8; 10_000],
+            &with_acl(AclHeaders::canned("private")),
+        );
+        let cfg = NamespaceConfig {
+            max_simple_copy: 4000,
+            copy_part_size: 3000,
+            parallel_copies: 2,
+        };
+        rename_key(&store, &cfg, "small", "small2").await.unwrap();
+        rename_key(&store, &cfg, "big", "big2").await.unwrap();
+        assert_eq!(store.requests(StoreOp::UploadPartCopy), 4);
+        let kept = |key: &str| {
+            let obj = store.object(key).unwrap();
+            (obj.acl, obj.storage_class)
+        };
+        // The grant list comes back whole: the owner's FULL_CONTROL and the reader's READ.
+        let (small_acl, small_class) = kept("small2");
+        let grants = small_acl.unwrap().grants;
+        assert_eq!(grants.read.as_deref(), Some("id=\"qcs::cam::uin/2:uin/2\""));
+        assert!(grants.full_control.is_some());
+        assert_eq!(small_class, "STANDARD_IA");
+        assert_eq!(
+            kept("big2"),
+            (Some(AclHeaders::canned("private")), "STANDARD_IA".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn rename_dir_carries_each_objects_acl() {
+        let store = acl_store();
+        store.insert(
+            "src/",
+            Bytes::new(),
+            &with_acl(AclHeaders::canned("public-read")),
+        );
+        store.insert("src/a", &b"a"[..], &with_acl(AclHeaders::canned("private")));
+        store.insert("src/b", &b"b"[..], &ia_options());
+        rename_dir(&store, &NamespaceConfig::default(), "src/", "dst/")
+            .await
+            .unwrap();
+        let acl = |key: &str| store.object(key).unwrap().acl;
+        assert_eq!(acl("dst/"), Some(AclHeaders::canned("public-read")));
+        assert_eq!(acl("dst/a"), Some(AclHeaders::canned("private")));
+        assert_eq!(acl("dst/b"), None);
+        assert_eq!(store.object("dst/b").unwrap().storage_class, "STANDARD_IA");
+        assert_eq!(store.requests(StoreOp::GetAcl), 3, "one per object");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_acl_fails_the_rewrite_and_changes_nothing() {
+        let store = acl_store();
+        store.insert("f", &b"data"[..], &with_acl(AclHeaders::canned("private")));
+        let info = head(&store, "f").await;
+        store.fail_next(StoreOp::GetAcl, 1, || {
+            MemoryStore::service_error(403, "AccessDenied")
+        });
+        let update = AttrUpdate {
+            mode: Some(0o777),
+            ..Default::default()
+        };
+        let err = set_attributes(&store, &NamespaceConfig::default(), &info, update)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), fuser::Errno::EACCES);
+        assert_eq!(store.requests(StoreOp::CopyObject), 0);
+        assert_eq!(
+            store.object("f").unwrap().meta["mode"],
+            (libc::S_IFREG | 0o600).to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn owner_only_answers_are_settled_by_the_bucket_acl() {
+        // Answers without `x-cos-acl`: `private` and `default` look the same.
+        let store = acl_store();
+        store.set_acl_header(false);
+        store.insert("p", &b"x"[..], &with_acl(AclHeaders::canned("private")));
+        store.insert("d", &b"x"[..], &ia_options());
+        store.insert("r", &b"x"[..], &with_acl(AclHeaders::canned("public-read")));
+        // A private bucket: both mean "owner only", nothing to send.
+        assert_eq!(acl_to_keep(&store, "p").await.unwrap(), None);
+        assert_eq!(acl_to_keep(&store, "d").await.unwrap(), None);
+        // A public bucket: fail closed, never let a private object inherit public-read.
+        store
+            .put_acl(None, &crate::cos::acl::AclUpdate::canned("public-read"))
+            .await
+            .unwrap();
+        for key in ["p", "d"] {
+            assert_eq!(
+                acl_to_keep(&store, key).await.unwrap(),
+                Some(AclHeaders::canned("private")),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            acl_to_keep(&store, "r").await.unwrap(),
+            Some(AclHeaders::canned("public-read"))
+        );
     }
 
     #[tokio::test]

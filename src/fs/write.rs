@@ -43,11 +43,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
+use super::namespace;
 use super::spool::{read_spool, RangeSet, SpoolFile};
+use crate::cos::acl::AclHeaders;
 use crate::cos::crc64;
 use crate::cos::store::{
-    CompletedPart, ContentHeaders, CopyParams, MetadataDirective, ObjectInfo, ObjectStore,
-    PutOptions, PutResult,
+    CompletedPart, ContentHeaders, ObjectInfo, ObjectStore, PutOptions, PutResult,
 };
 use crate::cos::CosError;
 
@@ -341,6 +342,8 @@ struct Multipart {
     initiated_meta: BTreeMap<String, String>,
     /// The storage class sent with Initiate.
     initiated_class: Option<String>,
+    /// The ACL sent with Initiate.
+    initiated_acl: Option<AclHeaders>,
 }
 
 /// One file open for writing. Not internally synchronized: the caller serializes calls (e.g.
@@ -693,8 +696,16 @@ impl<S: ObjectStore> WriteHandle<S> {
         Ok(())
     }
 
+    /// Upload with this ACL (what the object being replaced has, see
+    /// [`namespace::acl_to_keep`]): COS resets the ACL on every PUT and Initiate that does not
+    /// send it. Not a change of its own (nothing is uploaded for it).
+    pub fn with_acl(mut self, acl: Option<AclHeaders>) -> Self {
+        self.carried.acl = acl.filter(|a| !a.is_default());
+        self
+    }
+
     /// Read the file's current content (for reads through a handle open for writing).
-    /// The content headers, user metadata, storage class and canned ACL the next upload
+    /// The content headers, user metadata, storage class and ACL the next upload
     /// carries (cosmount's own mode/uid/gid/mtime are added at upload time).
     pub fn carried(&self) -> &PutOptions {
         &self.carried
@@ -893,6 +904,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             next_task: 0,
             initiated_meta: opts.meta,
             initiated_class: opts.storage_class,
+            initiated_acl: opts.acl,
         });
         Ok(())
     }
@@ -1095,11 +1107,12 @@ impl<S: ObjectStore> WriteHandle<S> {
         // Metadata is fixed at Initiate; an explicit chmod/chown/utimens since then needs a
         // metadata update (data already safe, so a failure here is only logged).
         let wanted = self.put_options();
-        let differs =
-            wanted.meta != upload.initiated_meta || wanted.storage_class != upload.initiated_class;
+        let differs = wanted.meta != upload.initiated_meta
+            || wanted.storage_class != upload.initiated_class
+            || wanted.acl != upload.initiated_acl;
         if self.meta_changed && differs {
             let base_etag = result.etag.clone();
-            match self.copy_metadata_onto_itself().await {
+            match self.copy_metadata_onto_itself(&base_etag).await {
                 Ok(r) => return Ok(r),
                 Err(e) => tracing::warn!(
                     key = %self.key, etag = %base_etag,
@@ -1153,21 +1166,39 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     async fn update_metadata_only(&mut self) -> Result<PutResult, WriteError> {
-        self.copy_metadata_onto_itself().await
+        let etag = match &self.base {
+            Some(base) => base.etag.clone(),
+            None => return self.upload_data().await,
+        };
+        self.copy_metadata_onto_itself(&etag).await
     }
 
-    async fn copy_metadata_onto_itself(&self) -> Result<PutResult, WriteError> {
+    /// The metadata-only update of the object this handle last saw (ETag `etag`): the one
+    /// [`namespace::rewrite_in_place`], with the ACL learned at open (or set since).
+    async fn copy_metadata_onto_itself(&self, etag: &str) -> Result<PutResult, WriteError> {
         let opts = self.put_options();
-        let params = CopyParams {
-            source_key: self.key.clone(),
-            storage_class: opts.storage_class.clone(),
-            directive: MetadataDirective::Replaced(opts),
-            source_if_match: None,
+        let version = namespace::Version {
+            key: self.key.clone(),
+            etag: etag.to_string(),
+            size: self.size(),
+            crc64: None,
         };
-        self.store
-            .copy_object(&self.key, &params)
-            .await
-            .map_err(|e| WriteError::cos("PUT Object - Copy", &self.key, e))
+        let acl = namespace::AclSource::Known(opts.acl.clone());
+        namespace::rewrite_in_place(
+            &*self.store,
+            &namespace::NamespaceConfig::default(),
+            &version,
+            opts,
+            acl,
+        )
+        .await
+        .map_err(|e| match e {
+            namespace::NsError::Cos { op, key, source } => WriteError::cos(op, &key, source),
+            other => WriteError::Internal {
+                key: self.key.clone(),
+                message: other.to_string(),
+            },
+        })
     }
 
     fn completed(&mut self, result: PutResult) {
@@ -1590,6 +1621,44 @@ mod tests {
         assert_eq!(obj.content, opts.content);
         assert_eq!(obj.meta["color"], "blue");
         assert_eq!(obj.meta["uid"], "1000");
+    }
+
+    #[tokio::test]
+    async fn rewrites_send_the_acl_learned_at_open_with_put_initiate_and_copy() {
+        let f = Fixture::new();
+        let acl = AclHeaders::canned("public-read");
+        let opts = PutOptions {
+            storage_class: Some("STANDARD_IA".into()),
+            acl: Some(acl.clone()),
+            ..Default::default()
+        };
+        // One PUT (small), one multipart upload (Initiate carries it), one metadata-only copy.
+        f.store.insert("small", &b"old"[..], &opts);
+        f.store.insert("big", pattern(3 * PART as usize, 1), &opts);
+        f.store.insert("meta", &b"same"[..], &opts);
+        for key in ["small", "big", "meta"] {
+            let mut h = f
+                .open(key, key == "small")
+                .await
+                .with_acl(Some(acl.clone()));
+            match key {
+                "small" => h.write_at(0, b"new").await.unwrap(),
+                "big" => h.write_at(10, b"XYZ").await.unwrap(),
+                _ => h.set_attrs(Some(0o600), None, None, None).unwrap(),
+            }
+            h.close().await.unwrap();
+            let obj = f.store.object(key).unwrap();
+            assert_eq!(obj.acl.as_ref(), Some(&acl), "{key}");
+            assert_eq!(obj.storage_class, "STANDARD_IA", "{key}");
+        }
+        assert!(f.store.requests(StoreOp::InitiateMultipart) >= 1);
+        assert_eq!(f.store.requests(StoreOp::CopyObject), 1);
+        assert_eq!(&f.store.object("small").unwrap().data[..], b"new");
+        // Without an ACL (a `default` object), nothing is sent and the result is `default`.
+        let mut h = f.open("small", true).await;
+        h.write_at(0, b"x").await.unwrap();
+        h.close().await.unwrap();
+        assert_eq!(f.store.object("small").unwrap().acl, None);
     }
 
     #[tokio::test]

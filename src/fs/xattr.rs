@@ -10,7 +10,7 @@
 //! | `user.NAME` | `x-cos-meta-NAME` | copy onto itself with the new metadata | yes |
 //!
 //! On the mount root `user.cos.acl` is the bucket's ACL. On a file open for writing, user
-//! attributes, the storage class and a canned ACL are kept with the pending upload and go up
+//! attributes, the storage class and the ACL (canned or grants) are kept with the pending upload and go up
 //! with it (`cp --preserve=xattr` sets them before it closes the new file). The read-only attributes are not
 //! listed: `cp --preserve=xattr` and `rsync -X` copy every listed name, and an attribute that can
 //! never be set would make every copy inside the mount fail with EPERM.
@@ -35,17 +35,18 @@ use std::collections::BTreeMap;
 use base64::Engine;
 
 use crate::cos::acl::{
-    AclUpdate, Grant, GrantHeaders, Grantee, ALL_USERS_URI, AUTHENTICATED_USERS_URI,
-    BUCKET_CANNED_ACLS, OBJECT_CANNED_ACLS,
+    AclHeaders, AclUpdate, Grant, GrantHeaders, Grantee, ALL_USERS_URI, AUTHENTICATED_USERS_URI,
+    BUCKET_CANNED_ACLS, GRANT_HEADERS, OBJECT_CANNED_ACLS,
 };
 use crate::cos::object::STORAGE_CLASSES;
-use crate::cos::store::{AclInfo, CopyParams, MetadataDirective, ObjectInfo, PutOptions};
+use crate::cos::store::{AclInfo, ObjectInfo, PutOptions};
 use crate::cos::{CosError, ErrorKind, ObjectStore};
 
 use super::attr::Kind;
 use super::core::FsCore;
 use super::error::FsError;
 use super::inode::ROOT_INO;
+use super::namespace::{self, AclSource, NamespaceConfig, Version};
 
 pub const ACL: &str = "user.cos.acl";
 pub const STORAGE_CLASS: &str = "user.cos.storage_class";
@@ -302,6 +303,36 @@ pub fn acl_text(info: &AclInfo, object: bool) -> String {
         .into_iter()
         .map(|(p, who)| format!("grant-{p}: {}\n", who.join(",")))
         .collect()
+}
+
+/// `user.cos.acl` of ACL headers a pending upload will send: the canned name, or
+/// `acl: CANNED` and `grant-PERMISSION: grantees` lines ([`parse_acl`] takes them back).
+pub fn headers_text(acl: Option<&AclHeaders>) -> String {
+    let Some(acl) = acl.filter(|a| !a.is_default()) else {
+        return "default".into();
+    };
+    if let Some(canned) = acl.canned_only() {
+        return canned.to_string();
+    }
+    let mut out = String::new();
+    if let Some(canned) = &acl.canned {
+        out.push_str(&format!("acl: {canned}\n"));
+    }
+    let g = &acl.grants;
+    let values = [
+        &g.read,
+        &g.write,
+        &g.read_acp,
+        &g.write_acp,
+        &g.full_control,
+    ];
+    for ((header, _), value) in GRANT_HEADERS.iter().zip(values) {
+        if let Some(v) = value {
+            let name = header.trim_start_matches("x-cos-");
+            out.push_str(&format!("{name}: {v}\n"));
+        }
+    }
+    out
 }
 
 /// Parse what `setfattr -n user.cos.acl -v VALUE` gives: a canned ACL name, or lines (or
@@ -626,7 +657,8 @@ impl<S: ObjectStore> FsCore<S> {
                 .storage_class
                 .unwrap_or_else(|| "STANDARD".into())
                 .into_bytes())),
-            Attr::Acl => opts.acl.map(|c| Ok(c.into_bytes())),
+            // What the upload will send (`default` when nothing).
+            Attr::Acl => Some(Ok(headers_text(opts.acl.as_ref()).into_bytes())),
             Attr::Etag | Attr::Crc64 | Attr::Region => None,
         }
     }
@@ -659,17 +691,14 @@ impl<S: ObjectStore> FsCore<S> {
                 }
             }
             Attr::StorageClass => opts.storage_class = Some(parse_storage_class(value)?),
+            // Sent with the upload (x-cos-acl / x-cos-grant-* of the PUT or Initiate).
             Attr::Acl => match parse_acl(value, true)? {
-                AclUpdate::Headers {
-                    canned: Some(c),
-                    grants,
-                } if grants == GrantHeaders::default() => {
-                    opts.acl = Some(c).filter(|c| c != "default");
+                AclUpdate::Headers { canned, grants } => {
+                    opts.acl = Some(AclHeaders { canned, grants }).filter(|a| !a.is_default());
                 }
-                _ => return Err(XattrError::NotSupported(
-                    "explicit ACL grants on a file still open for writing: set them after close"
-                        .into(),
-                )),
+                AclUpdate::Policy(_) => {
+                    return Err(XattrError::Invalid("user.cos.acl: not a header ACL".into()))
+                }
             },
             Attr::Etag | Attr::Crc64 | Attr::Region => {
                 return Err(XattrError::ReadOnly(format!("{attr:?}")))
@@ -695,10 +724,10 @@ impl<S: ObjectStore> FsCore<S> {
         })
     }
 
-    /// Copy the object onto itself with new user metadata and storage class. COS does not
-    /// carry the ACL over on such a copy (cos-protocol.md §5.1), so a canned ACL goes along
-    /// with the copy and explicit grants are put back after it. `If-Match` on the ETag seen
-    /// makes a concurrent overwrite fail the update instead of being undone by it.
+    /// Copy the object onto itself with new user metadata and storage class: the one
+    /// [`namespace::rewrite_in_place`], which sends the object's ACL (canned or grants) with
+    /// the copy, since COS does not carry it over (cos-protocol.md §5.1), and `If-Match` on
+    /// the ETag seen, so a concurrent overwrite fails the update instead of being undone by it.
     async fn rewrite_metadata(
         &self,
         key: &str,
@@ -706,30 +735,23 @@ impl<S: ObjectStore> FsCore<S> {
         meta: BTreeMap<String, String>,
         storage_class: String,
     ) -> XattrResult<()> {
-        let acl = match self.store().get_acl(Some(key)).await {
-            Ok(acl) => Some(acl),
-            Err(e) if e.kind() == ErrorKind::NotSupported => None,
-            Err(e) => return Err(e.into()),
-        };
-        let canned = acl.as_ref().and_then(|a| canned_of(a, true));
+        debug_assert_eq!(key, info.key);
         let opts = PutOptions {
             content: info.content.clone(),
             meta,
-            storage_class: Some(storage_class.clone()),
-            acl: canned.clone().filter(|c| c != "default"),
+            storage_class: Some(storage_class),
+            acl: None,
             content_md5: None,
         };
-        let params = CopyParams {
-            source_key: key.to_string(),
-            directive: MetadataDirective::Replaced(opts),
-            storage_class: Some(storage_class),
-            source_if_match: Some(info.etag.clone()),
-        };
-        self.store().copy_object(key, &params).await?;
-        if let (Some(acl), None) = (acl, canned) {
-            let update = parse_acl(acl_text(&acl, true).as_bytes(), true)?;
-            self.store().put_acl(Some(key), &update).await?;
-        }
+        namespace::rewrite_in_place(
+            &**self.store(),
+            &NamespaceConfig::default(),
+            &Version::from(info),
+            opts,
+            AclSource::Fetch,
+        )
+        .await
+        .map_err(|e| XattrError::Fs(FsError::from(e)))?;
         Ok(())
     }
 }

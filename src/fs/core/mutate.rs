@@ -302,8 +302,9 @@ impl<S: ObjectStore> FsCore<S> {
         Ok((self.attr_of(ino, Kind::File, &stat), fh))
     }
 
-    /// open(2) for writing: one HEAD for the object's size, ETag and metadata. Its content is
-    /// fetched lazily when a write needs it (never with `truncate`, O_TRUNC).
+    /// open(2) for writing: one HEAD for the object's size, ETag and metadata, and one GET
+    /// `?acl` for the ACL its upload must send again. Its content is fetched lazily when a
+    /// write needs it (never with `truncate`, O_TRUNC).
     pub async fn open_for_write(&self, ino: u64, truncate: bool) -> FsResult<u64> {
         self.check_writable()?;
         let node = self.node(ino)?;
@@ -321,6 +322,9 @@ impl<S: ObjectStore> FsCore<S> {
         let handle = match self.store.head_object(&key).await {
             Ok(info) => {
                 let attrs = self.attrs_from_meta(&info);
+                // The upload replaces the object, and COS resets the ACL of what a PUT or
+                // Initiate writes unless it is sent again: learn it now (one GET `?acl`).
+                let acl = namespace::acl_to_keep(&*self.store, &key).await?;
                 WriteHandle::open_existing(
                     self.store.clone(),
                     &info,
@@ -328,6 +332,7 @@ impl<S: ObjectStore> FsCore<S> {
                     settings.write,
                     attrs,
                 )?
+                .with_acl(acl)
             }
             // Not uploaded yet (created by a handle still open) or deleted behind our back:
             // start from an empty file, as a new one.
