@@ -347,3 +347,25 @@ fn ls_l_of_10000_objects_costs_heads_once_per_version() {
         "meta=list never HEADs"
     );
 }
+
+/// An inode number seen by `stat` stays the same after the kernel forgets the inode, and
+/// after a rename, while the object exists.
+#[test]
+fn inode_numbers_are_stable_while_the_object_exists() {
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    std::fs::create_dir(env.path("d")).unwrap();
+    std::fs::write(env.path("d/f"), "x").unwrap();
+    let ino = |p: &str| std::fs::symlink_metadata(env.path(p)).unwrap().ino();
+    let (d, f) = (ino("d"), ino("d/f"));
+    drop_kernel_caches();
+    assert_eq!(
+        (ino("d"), ino("d/f")),
+        (d, f),
+        "after the kernel forgot them"
+    );
+    std::fs::rename(env.path("d/f"), env.path("d/g")).unwrap();
+    assert_eq!(ino("d/g"), f, "rename keeps the number");
+    drop_kernel_caches();
+    assert_eq!(ino("d/g"), f);
+}

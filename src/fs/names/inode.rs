@@ -34,7 +34,13 @@ struct Inner {
     next_ino: u64,
     nodes: HashMap<u64, Entry>,
     by_path: HashMap<Arc<str>, u64>,
+    /// Path -> the number its inode had when the kernel forgot it: the next inode at that path
+    /// of the same kind gets it back, so `stat` shows one number while the object exists.
+    retired: lru::LruCache<Arc<str>, (u64, Kind)>,
 }
+
+/// Forgotten paths whose inode numbers are kept for reuse (about 100 bytes each).
+const RETIRED_PATHS: usize = 200_000;
 
 pub struct InodeTable {
     inner: Mutex<Inner>,
@@ -59,6 +65,10 @@ impl InodeTable {
                 next_ino: ROOT_INO + 1,
                 nodes: HashMap::from([(ROOT_INO, root)]),
                 by_path: HashMap::from([(path, ROOT_INO)]),
+                retired: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(RETIRED_PATHS)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                ),
             }),
         }
     }
@@ -91,9 +101,15 @@ impl InodeTable {
                 }
             }
         }
-        let ino = inner.next_ino;
-        inner.next_ino += 1;
         let path: Arc<str> = Arc::from(path);
+        let ino = match inner.retired.pop(&path) {
+            Some((ino, was)) if was == kind && !inner.nodes.contains_key(&ino) => ino,
+            _ => {
+                let ino = inner.next_ino;
+                inner.next_ino += 1;
+                ino
+            }
+        };
         let node = Node {
             path: path.clone(),
             kind,
@@ -126,9 +142,12 @@ impl InodeTable {
             None => None,
         };
         if let Some(path) = gone {
-            inner.nodes.remove(&ino);
+            let kind = inner.nodes.remove(&ino).map(|e| e.node.kind);
             if inner.by_path.get(&path) == Some(&ino) {
                 inner.by_path.remove(&path);
+                if let Some(kind) = kind {
+                    inner.retired.put(path, (ino, kind));
+                }
             }
         }
     }
@@ -242,7 +261,8 @@ mod tests {
         t.forget(a, 1);
         assert!(t.get(a).is_none());
         let (a3, _) = t.remember("a", Kind::File, file("1"));
-        assert_ne!(a3, a);
+        assert_eq!(a3, a, "a forgotten path gets its number back");
+        t.forget(a3, 1);
         let (d, _) = t.remember("a", Kind::Dir, Stat::directory(UNIX_EPOCH));
         assert_ne!(d, a3, "a kind change gets a new inode");
         t.forget(ROOT_INO, 100);

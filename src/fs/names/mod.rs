@@ -49,6 +49,9 @@ use inode::{InodeTable, Node};
 use learned::{Known, Learned, LearnedMeta, Version};
 use listing::{DirEntry, HiddenKeys, Listing};
 
+/// What a name is: its kind and stat.
+pub type Found = (Kind, Stat);
+
 /// HEADs in flight while a listing is completed.
 pub const HEAD_PARALLELISM: usize = 32;
 /// An expired listing up to this many entries is fetched again whole when a lookup needs it.
@@ -306,7 +309,7 @@ impl<S: ObjectStore> Names<S> {
             return Ok(Listing::from_entries(entries));
         }
         let kinds: Vec<Kind> = unknown.iter().map(|(i, _)| entries[*i].kind).collect();
-        let resolved: Vec<(usize, FsResult<Option<(Kind, Stat)>>)> =
+        let resolved: Vec<(usize, FsResult<Option<Found>>)> =
             stream::iter(unknown.into_iter().zip(kinds).map(|((i, key), kind)| {
                 let stat = entries[i].stat.clone();
                 async move { (i, self.head_entry(&key, kind, stat).await) }
