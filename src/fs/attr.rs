@@ -17,6 +17,10 @@ pub enum Kind {
     /// A cosfs-style symlink: an object whose `x-cos-meta-mode` has S_IFLNK and whose body
     /// is the target. Only a HEAD can tell (listings show it as a file).
     Symlink,
+    /// A FIFO, socket or device node, stored as s3fs and cosfs do: an empty object whose
+    /// `x-cos-meta-mode` carries the type (the `S_IFMT` bits held here). The mount is nodev,
+    /// so device nodes are inert.
+    Special(u32),
 }
 
 impl Kind {
@@ -25,6 +29,23 @@ impl Kind {
             Kind::File => FileType::RegularFile,
             Kind::Dir => FileType::Directory,
             Kind::Symlink => FileType::Symlink,
+            Kind::Special(t) => match t {
+                libc::S_IFIFO => FileType::NamedPipe,
+                libc::S_IFSOCK => FileType::Socket,
+                libc::S_IFCHR => FileType::CharDevice,
+                libc::S_IFBLK => FileType::BlockDevice,
+                _ => FileType::RegularFile,
+            },
+        }
+    }
+
+    /// The kind `S_IFMT` bits of an `x-cos-meta-mode` stand for (regular for none).
+    pub fn from_type_bits(t: u32) -> Kind {
+        match t {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Kind::Special(t),
+            _ => Kind::File,
         }
     }
 }
@@ -94,7 +115,7 @@ pub struct AttrDefaults {
 pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAttr {
     let posix = stat.posix.clone().unwrap_or_default();
     let default_mode = match kind {
-        Kind::File => d.file_mode,
+        Kind::File | Kind::Special(_) => d.file_mode,
         Kind::Dir => d.dir_mode,
         Kind::Symlink => 0o777,
     };
@@ -117,7 +138,7 @@ pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAtt
         kind: kind.file_type(),
         perm: perm as u16,
         nlink: match kind {
-            Kind::File | Kind::Symlink => 1,
+            Kind::File | Kind::Symlink | Kind::Special(_) => 1,
             Kind::Dir => 2,
         },
         uid: posix.uid.unwrap_or(d.uid),

@@ -454,12 +454,15 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let (name, ttl, uid, gid) = (name.to_os_string(), self.ttl, req.uid(), req.gid());
         self.spawn(move |core| async move {
-            match core.mknod(parent.0, &name, mode, umask, uid, gid).await {
+            match core
+                .mknod(parent.0, &name, mode, umask, rdev, (uid, gid))
+                .await
+            {
                 Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
                 Err(e) => fail("mknod", e, reply),
             }

@@ -709,6 +709,30 @@ pub async fn make_symlink<S: ObjectStore>(
         .map_err(|e| NsError::cos("PutObject", key, e))
 }
 
+/// mknod of a FIFO, socket or device node: an empty object carrying `mode` (type bits
+/// included) and, for devices, `rdev`, as s3fs and cosfs store them.
+pub async fn make_special<S: ObjectStore>(
+    store: &S,
+    key: &str,
+    mode: u32,
+    rdev: u32,
+    (uid, gid): (u32, u32),
+    mtime: SystemTime,
+) -> NsResult<PutResult> {
+    let mut meta = posix_meta(mode, uid, gid, mtime);
+    if rdev != 0 {
+        meta.insert("rdev".to_string(), rdev.to_string());
+    }
+    let opts = PutOptions {
+        meta,
+        ..Default::default()
+    };
+    store
+        .put_object(key, Bytes::new(), &opts)
+        .await
+        .map_err(|e| NsError::cos("PutObject", key, e))
+}
+
 /// readlink: the body of a symlink object (`info` from a HEAD, so its mode is known).
 pub async fn read_link<S: ObjectStore>(store: &S, info: &ObjectInfo) -> NsResult<Vec<u8>> {
     if !is_symlink(info) {

@@ -312,6 +312,8 @@ impl<S: ObjectStore> FsCore<S> {
             Kind::Dir => return Err(FsError::IsADirectory),
             // The kernel resolves symlinks before open; one reaching here is not writable.
             Kind::Symlink => return Err(FsError::InvalidArgument("open of a symlink")),
+            // FIFOs and sockets are opened by the kernel itself; device nodes are inert (nodev).
+            Kind::Special(_) => return Err(FsError::InvalidArgument("open of a special file")),
             Kind::File => {}
         }
         if let Some(writer) = self.open_writer_of(ino) {
@@ -661,7 +663,7 @@ impl<S: ObjectStore> FsCore<S> {
                 ));
             }
             Kind::Dir => self.dir_prefix(path),
-            Kind::File | Kind::Symlink => self.file_key(path),
+            Kind::File | Kind::Symlink | Kind::Special(_) => self.file_key(path),
         };
         let info = match self.store.head_object(&key).await {
             Ok(info) => info,
@@ -725,21 +727,50 @@ impl<S: ObjectStore> FsCore<S> {
         Ok(self.attr_of(ino, Kind::Dir, &stat))
     }
 
-    /// mknod: regular files only (an empty object); FIFOs, sockets and devices cannot be stored.
-    #[allow(clippy::too_many_arguments)]
+    /// mknod: a regular file (an empty object), or a FIFO, socket or device node stored as
+    /// s3fs and cosfs store them: an empty object whose `x-cos-meta-mode` carries the type
+    /// (and `x-cos-meta-rdev` the device number).
     pub async fn mknod(
         &self,
         parent: u64,
         name: &OsStr,
         mode: u32,
         umask: u32,
-        uid: u32,
-        gid: u32,
+        rdev: u32,
+        (uid, gid): (u32, u32),
     ) -> FsResult<FileAttr> {
-        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
-            return Err(FsError::Unsupported(
-                "device nodes, FIFOs and sockets cannot be stored in COS",
-            ));
+        let kind = Kind::from_type_bits(mode & libc::S_IFMT);
+        if let Kind::Special(type_bits) = kind {
+            self.check_writable()?;
+            let (path, key) = self.new_child(parent, name)?;
+            let perm = mode & !umask & 0o7777;
+            let now = SystemTime::now();
+            let result = namespace::make_special(
+                &*self.store,
+                &key,
+                type_bits | perm,
+                rdev,
+                (uid, gid),
+                now,
+            )
+            .await?;
+            let stat = Stat {
+                size: 0,
+                etag: Some(result.etag),
+                mtime: now,
+                posix: Some(PosixMeta {
+                    mode: Some(type_bits | perm),
+                    uid: Some(uid),
+                    gid: Some(gid),
+                    mtime: Some(now),
+                }),
+            };
+            let (ino, stat) = self.names.inodes.remember(&path, kind, stat);
+            self.names.note_present(&path, kind, stat.clone());
+            return Ok(self.attr_of(ino, kind, &stat));
+        }
+        if kind != Kind::File {
+            return Err(FsError::InvalidArgument("mknod of this file type"));
         }
         let (attr, fh) = self
             .create_file(parent, name, mode, umask, uid, gid)
@@ -868,7 +899,9 @@ impl<S: ObjectStore> FsCore<S> {
                     {
                         return Err(FsError::NotEmpty);
                     }
-                    Some(Kind::File | Kind::Symlink) => return Err(FsError::NotADirectory),
+                    Some(Kind::File | Kind::Symlink | Kind::Special(_)) => {
+                        return Err(FsError::NotADirectory)
+                    }
                     Some(Kind::Dir) | None => {}
                 }
                 let moving = self.writers_where(|w| is_under(&w.path(), &from));
@@ -884,7 +917,7 @@ impl<S: ObjectStore> FsCore<S> {
                 }
                 self.names.note_renamed(&from, &to, Kind::Dir);
             }
-            Kind::File | Kind::Symlink => {
+            Kind::File | Kind::Symlink | Kind::Special(_) => {
                 if target == Some(Kind::Dir) {
                     return Err(FsError::IsADirectory);
                 }
@@ -1279,15 +1312,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hard_links_and_fifos_are_refused_and_read_only_mounts_refuse_writes() {
+    async fn hard_links_are_refused_fifos_stored_and_read_only_mounts_refuse_writes() {
         let f = fixture();
         assert_eq!(f.core.link().unwrap_err().errno(), Errno::EPERM);
-        let err = f
+        let attr = f
             .core
-            .mknod(ROOT_INO, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, 0, 0)
+            .mknod(
+                ROOT_INO,
+                OsStr::new("fifo"),
+                libc::S_IFIFO | 0o644,
+                0o022,
+                0,
+                (7, 8),
+            )
             .await
-            .unwrap_err();
-        assert_eq!(err.errno(), Errno::EPERM);
+            .unwrap();
+        assert_eq!(
+            (attr.kind, attr.perm, attr.uid),
+            (FileType::NamedPipe, 0o644, 7)
+        );
+        let info = f.store.head_object("fifo").await.unwrap();
+        assert_eq!(
+            (info.size, info.meta.get("mode").map(String::as_str)),
+            (0, Some("4516"))
+        );
         let mut cfg = f.core.cfg.clone();
         cfg.read_only = true;
         let ro = FsCore::new(f.store.clone(), cfg);

@@ -208,11 +208,12 @@ impl LearnedMeta {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
+fn kind_name(k: Kind) -> String {
     match k {
-        Kind::File => "f",
-        Kind::Dir => "d",
-        Kind::Symlink => "l",
+        Kind::File => "f".into(),
+        Kind::Dir => "d".into(),
+        Kind::Symlink => "l".into(),
+        Kind::Special(t) => format!("s{t}"),
     }
 }
 
@@ -257,7 +258,10 @@ fn decode_line(line: &str) -> Option<(String, Learned)> {
         "f" => Kind::File,
         "d" => Kind::Dir,
         "l" => Kind::Symlink,
-        _ => return None,
+        s => match s.strip_prefix('s').and_then(|t| t.parse().ok()) {
+            Some(t) => Kind::Special(t),
+            None => return None,
+        },
     };
     let mtime_ns: Option<u128> = num(mtime)?;
     let mtime = match mtime_ns {

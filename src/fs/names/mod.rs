@@ -129,10 +129,10 @@ pub fn is_under(path: &str, dir: &str) -> bool {
 
 /// The kind a HEAD reveals.
 pub fn kind_of(info: &ObjectInfo) -> Kind {
-    if namespace::is_symlink(info) {
-        Kind::Symlink
-    } else {
-        Kind::File
+    match Kind::from_type_bits(namespace::object_type_bits(&info.key, &info.meta)) {
+        // An object (not a `dir/` marker) whose mode says directory: shown as a file.
+        Kind::Dir => Kind::File,
+        k => k,
     }
 }
 
@@ -338,7 +338,7 @@ impl<S: ObjectStore> Names<S> {
     fn apply_learned(&self, key: &str, e: &mut DirEntry) -> bool {
         let rec = match e.kind {
             Kind::Dir => self.learned.any(&format!("{key}/")),
-            Kind::File | Kind::Symlink => match &e.stat.etag {
+            Kind::File | Kind::Symlink | Kind::Special(_) => match &e.stat.etag {
                 Some(etag) => {
                     let seen = Version::seen(etag, e.stat.size, e.stat.mtime);
                     match self.learned.check(key, &seen) {
@@ -639,7 +639,7 @@ impl<S: ObjectStore> Names<S> {
         if let Some(posix) = &stat.posix {
             let (key, etag) = match kind {
                 Kind::Dir => (self.dir_prefix(path), stat.etag.clone().unwrap_or_default()),
-                Kind::File | Kind::Symlink => {
+                Kind::File | Kind::Symlink | Kind::Special(_) => {
                     (self.file_key(path), stat.etag.clone().unwrap_or_default())
                 }
             };
@@ -674,7 +674,7 @@ impl<S: ObjectStore> Names<S> {
                 self.invalidate_tree(from);
                 self.invalidate_tree(to);
             }
-            Kind::File | Kind::Symlink => {
+            Kind::File | Kind::Symlink | Kind::Special(_) => {
                 self.learned.remove(&self.file_key(from));
                 self.learned.remove(&self.file_key(to));
                 self.invalidate_path(from);
