@@ -90,11 +90,24 @@ impl From<NsError> for FsError {
 pub trait ToErrno: std::fmt::Display {
     fn errno(&self) -> Errno;
 
-    /// Errors a user expects in normal operation (a missing file); not worth a warning.
+    /// Errors a user expects in normal operation (a missing file, a name too long, mkdir of
+    /// an existing name); not worth a warning.
     fn is_routine(&self) -> bool {
-        let e = self.errno();
-        e == Errno::ENOENT || e == Errno::ENOTDIR || e == Errno::EISDIR || e == Errno::EROFS
+        is_routine_errno(self.errno())
     }
+}
+
+fn is_routine_errno(e: Errno) -> bool {
+    [
+        Errno::ENOENT,
+        Errno::ENOTDIR,
+        Errno::EISDIR,
+        Errno::EROFS,
+        Errno::ENAMETOOLONG,
+        Errno::EEXIST,
+        Errno::ENOTEMPTY,
+    ]
+    .contains(&e)
 }
 
 impl ToErrno for FsError {
@@ -127,10 +140,7 @@ impl ToErrno for FsError {
     fn is_routine(&self) -> bool {
         match self {
             FsError::Shared(inner) => inner.is_routine(),
-            other => {
-                let e = other.errno();
-                e == Errno::ENOENT || e == Errno::ENOTDIR || e == Errno::EISDIR || e == Errno::EROFS
-            }
+            other => is_routine_errno(other.errno()),
         }
     }
 }
@@ -204,7 +214,7 @@ impl ToErrno for XattrError {
             XattrError::ReadOnly(_) => Errno::EPERM,
             XattrError::TooBig(_) => Errno::E2BIG,
             XattrError::Exists => Errno::EEXIST,
-            XattrError::NotSupported(_) => Errno::ENOTSUP,
+            XattrError::NotSupported(_) | XattrError::ForeignNamespace(_) => Errno::ENOTSUP,
             XattrError::Invalid(_) => Errno::EINVAL,
             XattrError::Fs(e) => e.errno(),
         }
@@ -214,6 +224,8 @@ impl ToErrno for XattrError {
     fn is_routine(&self) -> bool {
         match self {
             XattrError::NoData | XattrError::Range(_) => true,
+            // Tools probe system.posix_acl_* and trusted.* on every copy: answered ENOTSUP.
+            XattrError::ForeignNamespace(_) => true,
             XattrError::Fs(e) => e.is_routine(),
             _ => false,
         }

@@ -79,6 +79,10 @@ pub enum XattrError {
     Exists,
     #[error("not supported: {0}")]
     NotSupported(String),
+    /// A name outside `user.*` (system.posix_acl_access, trusted.*): tools probe these on
+    /// every copy, so the answer is routine.
+    #[error("only user.* attributes are stored ({0})")]
+    ForeignNamespace(String),
     #[error("invalid attribute: {0}")]
     Invalid(String),
     #[error(transparent)]
@@ -125,10 +129,9 @@ fn parse_name(name: &[u8], usage: Use) -> XattrResult<Attr> {
         if usage == Use::Get && name.starts_with(b"security.") {
             return Err(XattrError::NoData);
         }
-        return Err(XattrError::NotSupported(format!(
-            "only user.* attributes are stored ({})",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(XattrError::ForeignNamespace(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
     };
     let full = String::from_utf8_lossy(name);
     if name.starts_with(COS_PREFIX.as_bytes()) {
