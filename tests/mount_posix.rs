@@ -88,3 +88,70 @@ fn fifos_and_sockets_are_stored_and_shown_with_their_type() {
     std::fs::remove_file(env.path("p")).unwrap();
     assert!(std::fs::symlink_metadata(env.path("p")).is_err());
 }
+
+/// mtime keeps nanoseconds, atime is kept when set explicitly, ctime moves on chmod, and
+/// mode 0000 stays 0000, in metadata other clients read (checked through the client too).
+#[test]
+fn times_with_nanoseconds_ctime_atime_and_mode_zero() {
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    let f = env.path("f");
+    std::fs::write(&f, "x").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = f.to_str().unwrap();
+    run(&[
+        "touch",
+        "-m",
+        "-d",
+        "2021-03-04 05:06:07.123456789 UTC",
+        path,
+    ]);
+    run(&["touch", "-a", "-d", "2020-01-02 03:04:05.5 UTC", path]);
+    let before_chmod = std::fs::metadata(&f).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let check = |env: &TestEnv, when: &str| {
+        let m = std::fs::metadata(env.path("f")).unwrap();
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (1_614_834_367, 123_456_789),
+            "mtime {when}"
+        );
+        assert_eq!(
+            (m.atime(), m.atime_nsec()),
+            (1_577_934_245, 500_000_000),
+            "atime {when}"
+        );
+        assert_eq!(m.mode() & 0o7777, 0, "chmod 000 {when}");
+        assert!(
+            (m.ctime(), m.ctime_nsec()) > (before_chmod.ctime(), before_chmod.ctime_nsec()),
+            "chmod moves ctime {when}"
+        );
+    };
+    check(&env, "at once");
+    let info = env
+        .rt
+        .block_on(ObjectStore::head_object(&env.client(), "f"))
+        .unwrap();
+    assert_eq!(
+        info.meta.get("mtime").map(String::as_str),
+        Some("1614834367.123456789")
+    );
+    assert_eq!(
+        info.meta.get("atime").map(String::as_str),
+        Some("1577934245.500000000")
+    );
+    assert!(info.meta.contains_key("ctime"));
+    std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    check(&env, "after drop_caches");
+    env.unmount();
+    env.mount(&[]);
+    check(&env, "after a remount");
+}

@@ -79,6 +79,41 @@ pub struct PosixMeta {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    /// `x-cos-meta-ctime`: the last change of data or attributes made through cosmount.
+    pub ctime: Option<SystemTime>,
+    /// `x-cos-meta-atime`: only when set explicitly (utimensat).
+    pub atime: Option<SystemTime>,
+}
+
+/// A time as `x-cos-meta-mtime/ctime/atime` hold it: decimal seconds since the epoch, with
+/// nine decimals when there is a fraction (readers that parse an integer stop at the point).
+pub fn format_meta_time(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    }
+}
+
+/// Parse `secs` or `secs.fraction` exactly (no float rounding); None for anything else.
+pub fn parse_meta_time(v: &str) -> Option<SystemTime> {
+    let v = v.trim();
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || secs.len() > 12 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let digits = &frac[..frac.len().min(9)];
+    let nanos = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+    };
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 impl PosixMeta {
@@ -86,17 +121,15 @@ impl PosixMeta {
     /// parse are ignored: foreign metadata must not make a file unreadable.
     pub fn from_meta(meta: &BTreeMap<String, String>) -> Self {
         let num = |name: &str| meta.get(name).and_then(|v| v.trim().parse::<u32>().ok());
-        let mtime = meta
-            .get("mtime")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e12)
-            .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s));
+        let time = |name: &str| meta.get(name).and_then(|v| parse_meta_time(v));
         PosixMeta {
-            // A mode without any permission bit would hide the file from its owner; ignore it.
-            mode: num("mode").filter(|m| m & 0o7777 != 0),
+            // A bare 0 says nothing (no type bits either); S_IFREG|0000 is a real chmod 000.
+            mode: num("mode").filter(|m| *m != 0),
             uid: num("uid"),
             gid: num("gid"),
-            mtime,
+            mtime: time("mtime"),
+            ctime: time("ctime"),
+            atime: time("atime"),
         }
     }
 }
@@ -123,17 +156,14 @@ pub fn file_attr(ino: u64, kind: Kind, stat: &Stat, d: &AttrDefaults) -> FileAtt
     if d.read_only {
         perm &= !0o222;
     }
-    if perm & 0o777 == 0 {
-        perm = default_mode;
-    }
     let mtime = posix.mtime.unwrap_or(stat.mtime);
     FileAttr {
         ino: INodeNo(ino),
         size: stat.size,
         blocks: stat.size.div_ceil(512),
-        atime: mtime,
+        atime: posix.atime.unwrap_or(mtime),
         mtime,
-        ctime: mtime,
+        ctime: posix.ctime.unwrap_or(mtime),
         crtime: mtime,
         kind: kind.file_type(),
         perm: perm as u16,
@@ -205,7 +235,36 @@ mod tests {
             posix: Some(PosixMeta::from_meta(&zero)),
             ..s
         };
+        assert_eq!(
+            file_attr(5, Kind::File, &s, &defaults()).perm,
+            0o000,
+            "chmod 000 is kept"
+        );
+        let bare: BTreeMap<String, String> = [("mode".to_string(), "0".to_string())].into();
+        let s = Stat {
+            posix: Some(PosixMeta::from_meta(&bare)),
+            ..s
+        };
         assert_eq!(file_attr(5, Kind::File, &s, &defaults()).perm, 0o644);
+    }
+
+    #[test]
+    fn times_keep_nanoseconds_and_old_integer_seconds_parse() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        assert_eq!(format_meta_time(t), "1700000000.123456789");
+        assert_eq!(parse_meta_time("1700000000.123456789"), Some(t));
+        assert_eq!(format_meta_time(UNIX_EPOCH + Duration::from_secs(5)), "5");
+        assert_eq!(
+            parse_meta_time(" 1700000000 "),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            parse_meta_time("1.5"),
+            Some(UNIX_EPOCH + Duration::from_millis(1500))
+        );
+        for bad in ["", "-1", "x", "1e9", "1.2.3", "99999999999999"] {
+            assert_eq!(parse_meta_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -422,7 +422,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -433,14 +433,21 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         reply: ReplyAttr,
     ) {
         let ttl = self.ttl;
-        // atime is not stored; mtime "now" is resolved here, when the call was made.
-        let mtime = mtime.map(|t| match t {
+        // "now" is resolved here, when the call was made.
+        let resolve = |t: TimeOrNow| match t {
             TimeOrNow::SpecificTime(t) => t,
             TimeOrNow::Now => SystemTime::now(),
-        });
+        };
+        let update = namespace::AttrUpdate {
+            mode,
+            uid,
+            gid,
+            mtime: mtime.map(resolve),
+            atime: atime.map(resolve),
+        };
         self.spawn(move |core| async move {
             let fh = fh.map(|fh| fh.0);
-            match core.setattr(ino.0, fh, mode, uid, gid, size, mtime).await {
+            match core.setattr(ino.0, fh, update, size).await {
                 Ok(attr) => reply.attr(&ttl, &attr),
                 Err(e) => fail("setattr", e, reply),
             }

@@ -30,7 +30,7 @@ use std::future::Future;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::write::unix_seconds;
+use super::attr::format_meta_time;
 use super::xattr::canned_of;
 use crate::cos::acl::{AclHeaders, GrantHeaders, Grantee};
 use crate::cos::crc64;
@@ -117,6 +117,8 @@ pub struct AttrUpdate {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    /// Stored only when set explicitly (utimensat); reads do not update it.
+    pub atime: Option<SystemTime>,
 }
 
 /// The file type an object stands for: its `x-cos-meta-mode` type bits, else a directory for
@@ -144,7 +146,8 @@ fn posix_meta(mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> BTreeMap<Stri
         ("mode".to_string(), mode.to_string()),
         ("uid".to_string(), uid.to_string()),
         ("gid".to_string(), gid.to_string()),
-        ("mtime".to_string(), unix_seconds(mtime).to_string()),
+        ("mtime".to_string(), format_meta_time(mtime)),
+        ("ctime".to_string(), format_meta_time(mtime)),
     ])
 }
 
@@ -614,8 +617,13 @@ pub fn apply_attr_update(key: &str, meta: &mut BTreeMap<String, String>, update:
         meta.insert("gid".into(), gid.to_string());
     }
     if let Some(mtime) = update.mtime {
-        meta.insert("mtime".into(), unix_seconds(mtime).to_string());
+        meta.insert("mtime".into(), format_meta_time(mtime));
     }
+    if let Some(atime) = update.atime {
+        meta.insert("atime".into(), format_meta_time(atime));
+    }
+    // Every attribute change is a status change.
+    meta.insert("ctime".into(), format_meta_time(SystemTime::now()));
 }
 
 /// mkdir: a 0-byte `dir/` marker carrying `S_IFDIR | perm`.
@@ -890,6 +898,7 @@ mod tests {
             uid: Some(42),
             gid: None,
             mtime: Some(when),
+            atime: None,
         };
         set_attributes(&store, &NamespaceConfig::default(), &info, update)
             .await

@@ -170,7 +170,8 @@ impl PartLayout {
     }
 }
 
-/// POSIX attributes kept in `x-cos-meta-mode/uid/gid/mtime` (cosfs compatible, decimal).
+/// POSIX attributes kept in `x-cos-meta-mode/uid/gid/mtime/ctime` (cosfs compatible,
+/// decimal; `atime` only when set explicitly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileAttrs {
     /// Full `st_mode`, type bits included.
@@ -178,16 +179,22 @@ pub struct FileAttrs {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    /// The last change of data or attributes.
+    pub ctime: SystemTime,
+    pub atime: Option<SystemTime>,
 }
 
 impl FileAttrs {
     /// A regular file with permission bits `perm`, owned by `uid:gid`, modified now.
     pub fn regular(perm: u32, uid: u32, gid: u32) -> Self {
+        let now = SystemTime::now();
         FileAttrs {
             mode: libc::S_IFREG | (perm & 0o7777),
             uid,
             gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
+            atime: None,
         }
     }
 
@@ -201,9 +208,15 @@ impl FileAttrs {
         meta.insert("mode".into(), mode.to_string());
         meta.insert("uid".into(), self.uid.to_string());
         meta.insert("gid".into(), self.gid.to_string());
-        meta.insert("mtime".into(), unix_seconds(self.mtime).to_string());
+        meta.insert("mtime".into(), format_meta_time(self.mtime));
+        meta.insert("ctime".into(), format_meta_time(self.ctime));
+        if let Some(atime) = self.atime {
+            meta.insert("atime".into(), format_meta_time(atime));
+        }
     }
 }
+
+use super::attr::format_meta_time;
 
 /// Whole seconds since the epoch (times before it count as 0).
 pub fn unix_seconds(t: SystemTime) -> u64 {
@@ -455,6 +468,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         handle.open_truncate_only = handle.data_changed;
         if handle.data_changed {
             handle.attrs.mtime = SystemTime::now();
+            handle.attrs.ctime = handle.attrs.mtime;
         }
         Ok(handle)
     }
@@ -583,6 +597,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.open_truncate_only = false;
         self.data_changed = true;
         self.attrs.mtime = SystemTime::now();
+        self.attrs.ctime = self.attrs.mtime;
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
@@ -673,8 +688,13 @@ impl<S: ObjectStore> WriteHandle<S> {
         uid: Option<u32>,
         gid: Option<u32>,
         mtime: Option<SystemTime>,
+        atime: Option<SystemTime>,
     ) -> Result<(), WriteError> {
         self.check_usable()?;
+        self.attrs.ctime = SystemTime::now();
+        if atime.is_some() {
+            self.attrs.atime = atime;
+        }
         if let Some(mode) = mode {
             // chmod changes permission bits only; the file stays a regular file.
             self.attrs.mode = (self.attrs.mode & libc::S_IFMT) | (mode & 0o7777);
@@ -1460,6 +1480,8 @@ mod tests {
             uid: 1000,
             gid: 100,
             mtime: UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            ctime: UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            atime: None,
         }
     }
 
@@ -1515,9 +1537,11 @@ mod tests {
         assert_eq!(obj.meta["uid"], "1000");
         assert_eq!(obj.meta["gid"], "100");
         assert!(
-            obj.meta["mtime"].parse::<u64>().unwrap() > 1_700_000_000,
+            crate::fs::attr::parse_meta_time(&obj.meta["mtime"]).unwrap()
+                > UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             "writes bump mtime"
         );
+        assert_eq!(obj.meta["ctime"], obj.meta["mtime"], "and ctime with it");
         assert_eq!(obj.content.content_type.as_deref(), Some("text/plain"));
         assert_eq!(f.store.requests(StoreOp::PutObject), 1);
         assert_eq!(f.store.requests(StoreOp::InitiateMultipart), 0);
@@ -1644,7 +1668,7 @@ mod tests {
             match key {
                 "small" => h.write_at(0, b"new").await.unwrap(),
                 "big" => h.write_at(10, b"XYZ").await.unwrap(),
-                _ => h.set_attrs(Some(0o600), None, None, None).unwrap(),
+                _ => h.set_attrs(Some(0o600), None, None, None, None).unwrap(),
             }
             h.close().await.unwrap();
             let obj = f.store.object(key).unwrap();
@@ -1882,7 +1906,7 @@ mod tests {
         let mut h = f.create("a");
         h.write_at(0, b"abc").await.unwrap();
         let when = UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
-        h.set_attrs(Some(0o600), Some(7), Some(8), Some(when))
+        h.set_attrs(Some(0o600), Some(7), Some(8), Some(when), None)
             .unwrap();
         h.close().await.unwrap();
         let obj = f.store.object("a").unwrap();
@@ -1896,7 +1920,7 @@ mod tests {
         // Metadata only: one copy onto itself, no data transfer.
         f.store.reset_requests();
         let mut h = f.open("a", false).await;
-        h.set_attrs(Some(0o644), None, None, None).unwrap();
+        h.set_attrs(Some(0o644), None, None, None, None).unwrap();
         h.close().await.unwrap();
         assert_eq!(f.store.requests(StoreOp::CopyObject), 1);
         assert_eq!(f.store.requests(StoreOp::PutObject), 0);
@@ -1910,7 +1934,7 @@ mod tests {
         let f = Fixture::new();
         let mut h = f.create("s");
         write_in_chunks(&mut h, &pattern((3 * PART) as usize, 2), 8192).await;
-        h.set_attrs(Some(0o600), None, None, None).unwrap();
+        h.set_attrs(Some(0o600), None, None, None, None).unwrap();
         h.close().await.unwrap();
         let obj = f.store.object("s").unwrap();
         assert_eq!(obj.meta["mode"], (libc::S_IFREG | 0o600).to_string());

@@ -101,6 +101,8 @@ fn posix_of(attrs: &FileAttrs) -> PosixMeta {
         uid: Some(attrs.uid),
         gid: Some(attrs.gid),
         mtime: Some(attrs.mtime),
+        ctime: Some(attrs.ctime),
+        atime: attrs.atime,
     }
 }
 
@@ -346,6 +348,8 @@ impl<S: ObjectStore> FsCore<S> {
                     uid: posix.uid.unwrap_or(d.uid),
                     gid: posix.gid.unwrap_or(d.gid),
                     mtime: SystemTime::now(),
+                    ctime: SystemTime::now(),
+                    atime: None,
                 };
                 WriteHandle::create(self.store.clone(), &key, settings.write, attrs)?
             }
@@ -391,6 +395,8 @@ impl<S: ObjectStore> FsCore<S> {
             uid: posix.uid.unwrap_or(d.uid),
             gid: posix.gid.unwrap_or(d.gid),
             mtime: posix.mtime.unwrap_or(info.last_modified),
+            ctime: posix.ctime.or(posix.mtime).unwrap_or(info.last_modified),
+            atime: posix.atime,
         }
     }
 
@@ -574,16 +580,19 @@ impl<S: ObjectStore> FsCore<S> {
         &self,
         ino: u64,
         fh: Option<u64>,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
+        update: AttrUpdate,
         size: Option<u64>,
-        mtime: Option<SystemTime>,
     ) -> FsResult<FileAttr> {
+        let AttrUpdate {
+            mode,
+            uid,
+            gid,
+            mtime,
+            atime,
+        } = update;
         let node = self.node(ino)?;
-        let changes_meta = mode.is_some() || uid.is_some() || gid.is_some() || mtime.is_some();
+        let changes_meta = update != AttrUpdate::default();
         if size.is_none() && !changes_meta {
-            // atime only (or nothing): not stored.
             return self.getattr(ino).await;
         }
         self.check_writable()?;
@@ -599,7 +608,7 @@ impl<S: ObjectStore> FsCore<S> {
                 handle.truncate(size).await?;
             }
             if changes_meta {
-                handle.set_attrs(mode, uid, gid, mtime)?;
+                handle.set_attrs(mode, uid, gid, mtime, atime)?;
             }
             let stat = Stat {
                 size: handle.size(),
@@ -623,7 +632,7 @@ impl<S: ObjectStore> FsCore<S> {
                     let mut handle = writer.handle.lock().await;
                     handle.truncate(size).await?;
                     if changes_meta {
-                        handle.set_attrs(mode, uid, gid, mtime)?;
+                        handle.set_attrs(mode, uid, gid, mtime, atime)?;
                     }
                 }
                 self.upload(&writer).await
@@ -634,12 +643,6 @@ impl<S: ObjectStore> FsCore<S> {
             let node = self.node(ino)?;
             return Ok(self.attr_of(ino, node.kind, &node.stat));
         }
-        let update = AttrUpdate {
-            mode,
-            uid,
-            gid,
-            mtime,
-        };
         let stat = self.update_metadata(&node.path, node.kind, update).await?;
         let node = self
             .names
@@ -718,6 +721,8 @@ impl<S: ObjectStore> FsCore<S> {
                 uid: Some(uid),
                 gid: Some(gid),
                 mtime: Some(now),
+                ctime: Some(now),
+                atime: None,
             }),
             ..Stat::directory(now)
         };
@@ -763,6 +768,8 @@ impl<S: ObjectStore> FsCore<S> {
                     uid: Some(uid),
                     gid: Some(gid),
                     mtime: Some(now),
+                    ctime: Some(now),
+                    atime: None,
                 }),
             };
             let (ino, stat) = self.names.inodes.remember(&path, kind, stat);
@@ -833,6 +840,8 @@ impl<S: ObjectStore> FsCore<S> {
                 uid: Some(uid),
                 gid: Some(gid),
                 mtime: Some(now),
+                ctime: Some(now),
+                atime: None,
             }),
         };
         let (ino, stat) = self.names.inodes.remember(&path, Kind::Symlink, stat);
@@ -1138,7 +1147,7 @@ mod tests {
         assert_eq!(&f.store.get("t").unwrap()[..], b"Hello world!!");
         let attr = f
             .core
-            .setattr(ino, None, None, None, None, Some(5), None)
+            .setattr(ino, None, AttrUpdate::default(), Some(5))
             .await
             .unwrap();
         assert_eq!(attr.size, 5);
@@ -1157,7 +1166,18 @@ mod tests {
         let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
         let attr = f
             .core
-            .setattr(ino, None, Some(0o600), Some(42), Some(43), None, Some(when))
+            .setattr(
+                ino,
+                None,
+                AttrUpdate {
+                    mode: Some(0o600),
+                    uid: Some(42),
+                    gid: Some(43),
+                    mtime: Some(when),
+                    atime: None,
+                },
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(

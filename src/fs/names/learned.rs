@@ -26,7 +26,7 @@ use crate::fs::attr::{Kind, PosixMeta};
 /// Bytes a record costs beyond its key and ETag (the struct, the LRU node).
 const RECORD_OVERHEAD: usize = 128;
 /// First line of the saved file; a file with another header is ignored.
-const FILE_HEADER: &str = "cosmount-learned-meta v1";
+const FILE_HEADER: &str = "cosmount-learned-meta v2";
 /// Characters escaped in a saved key: controls, the field separator and `%` itself.
 const KEY_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(b' ');
 
@@ -221,15 +221,28 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-/// `key etag size lm kind mode uid gid mtime_ns`, space separated, key percent-escaped.
+fn time_ns(t: Option<SystemTime>) -> Option<u128> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+}
+
+fn time_of(ns: Option<u128>) -> Option<Option<SystemTime>> {
+    match ns {
+        Some(ns) => {
+            let secs = u64::try_from(ns / 1_000_000_000).ok()?;
+            Some(Some(
+                UNIX_EPOCH + Duration::new(secs, (ns % 1_000_000_000) as u32),
+            ))
+        }
+        None => Some(None),
+    }
+}
+
+/// `key etag size lm kind mode uid gid mtime_ns ctime_ns atime_ns`, space separated, key
+/// and ETag percent-escaped, `-` for none.
 fn encode_line(key: &str, l: &Learned) -> String {
-    let mtime_ns = l
-        .posix
-        .mtime
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos());
     format!(
-        "{} {} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {} {}",
         utf8_percent_encode(key, KEY_ESCAPES),
         utf8_percent_encode(&l.version.etag, KEY_ESCAPES),
         l.version.size,
@@ -238,13 +251,15 @@ fn encode_line(key: &str, l: &Learned) -> String {
         opt(l.posix.mode),
         opt(l.posix.uid),
         opt(l.posix.gid),
-        opt(mtime_ns),
+        opt(time_ns(l.posix.mtime)),
+        opt(time_ns(l.posix.ctime)),
+        opt(time_ns(l.posix.atime)),
     )
 }
 
 fn decode_line(line: &str) -> Option<(String, Learned)> {
     let f: Vec<&str> = line.split(' ').collect();
-    let [key, etag, size, lm, kind, mode, uid, gid, mtime] = f.as_slice() else {
+    let [key, etag, size, lm, kind, mode, uid, gid, mtime, ctime, atime] = f.as_slice() else {
         return None;
     };
     fn num<T: std::str::FromStr>(s: &str) -> Option<Option<T>> {
@@ -263,14 +278,6 @@ fn decode_line(line: &str) -> Option<(String, Learned)> {
             None => return None,
         },
     };
-    let mtime_ns: Option<u128> = num(mtime)?;
-    let mtime = match mtime_ns {
-        Some(ns) => {
-            let secs = u64::try_from(ns / 1_000_000_000).ok()?;
-            Some(UNIX_EPOCH + Duration::new(secs, (ns % 1_000_000_000) as u32))
-        }
-        None => None,
-    };
     Some((
         percent_decode_str(key).decode_utf8().ok()?.into_owned(),
         Learned {
@@ -284,7 +291,9 @@ fn decode_line(line: &str) -> Option<(String, Learned)> {
                 mode: num(mode)?,
                 uid: num(uid)?,
                 gid: num(gid)?,
-                mtime,
+                mtime: time_of(num(mtime)?)?,
+                ctime: time_of(num(ctime)?)?,
+                atime: time_of(num(atime)?)?,
             },
         },
     ))
@@ -336,6 +345,8 @@ mod tests {
                 uid: Some(1000),
                 gid: None,
                 mtime: Some(UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)),
+                ctime: Some(UNIX_EPOCH + Duration::new(1_700_000_001, 5)),
+                atime: None,
             },
         }
     }
