@@ -511,3 +511,56 @@ fn attributes_follow_a_rename_and_live_on_directory_markers() {
     assert_eq!(head(&env, "d/").meta["kind"], "folder");
     assert_eq!(getfattr("user.kind", &env.path("d")), b"folder");
 }
+
+/// cosfs and s3fs keep user xattrs in one `x-cos-meta-xattr` blob (URL-encoded JSON of
+/// base64 values): cosmount shows them as `user.*` and keeps the blob up to date, so cosfs
+/// still sees every attribute after a change through cosmount.
+#[test]
+fn the_cosfs_xattr_blob_is_read_and_kept_up_to_date() {
+    let mut env = TestEnv::start();
+    // {"user.Color":"blue"} as cosfs stores it.
+    let blob = "%7B%22user.Color%22%3A%22Ymx1ZQ%3D%3D%22%7D";
+    env.put_with_meta("f", "data", &[("xattr", blob.to_string())]);
+    env.mount(&[]);
+    let f = env.path("f");
+    assert_eq!(getxattr(&f, "user.Color", 64), Ok(b"blue".to_vec()));
+    let list = Command::new("getfattr").arg("-d").arg(&f).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("user.Color=\"blue\""), "{list}");
+    assert!(
+        !list.contains("user.xattr"),
+        "the blob itself is not an attribute: {list}"
+    );
+
+    let ok = Command::new("setfattr")
+        .args(["-n", "user.tag", "-v", "new"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let info = env
+        .rt
+        .block_on(ObjectStore::head_object(&env.client(), "f"))
+        .unwrap();
+    assert!(
+        !info.meta.contains_key("tag"),
+        "kept in the blob, where cosfs reads it"
+    );
+    let stored = cosmount::fs::user_meta::decode_blob(&info.meta["xattr"]);
+    assert_eq!(
+        stored,
+        BTreeMap::from([
+            ("user.Color".to_string(), b"blue".to_vec()),
+            ("user.tag".to_string(), b"new".to_vec()),
+        ])
+    );
+    let ok = Command::new("setfattr")
+        .args(["-x", "user.Color"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(getxattr(&f, "user.Color", 64), Err(libc::ENODATA));
+    assert_eq!(getxattr(&f, "user.tag", 64), Ok(b"new".to_vec()));
+    assert_eq!(std::fs::read(&f).unwrap(), b"data");
+}

@@ -13,6 +13,7 @@ pub mod names;
 pub mod namespace;
 pub mod read;
 pub mod spool;
+pub mod user_meta;
 pub mod write;
 pub mod xattr;
 

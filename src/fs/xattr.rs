@@ -47,6 +47,7 @@ use super::core::FsCore;
 use super::error::FsError;
 use super::inode::ROOT_INO;
 use super::namespace::{self, AclSource, NamespaceConfig, Version};
+use super::user_meta;
 
 pub const ACL: &str = "user.cos.acl";
 pub const STORAGE_CLASS: &str = "user.cos.storage_class";
@@ -57,8 +58,17 @@ pub const REGION: &str = "user.cos.region";
 const USER_PREFIX: &str = "user.";
 /// Names under `user.cos.` are cosmount's; unknown ones are refused rather than stored.
 const COS_PREFIX: &str = "user.cos.";
-/// Metadata cosmount keeps for POSIX attributes (cosfs's convention).
-const RESERVED_META: [&str; 4] = ["mode", "uid", "gid", "mtime"];
+/// Metadata cosmount keeps for POSIX attributes (cosfs's convention) and cosfs's xattr blob.
+const RESERVED_META: [&str; 8] = [
+    "mode",
+    "uid",
+    "gid",
+    "mtime",
+    "ctime",
+    "atime",
+    "rdev",
+    user_meta::BLOB_KEY,
+];
 /// COS allows this much user metadata per object (cos-protocol.md §4.1).
 pub const MAX_USER_METADATA: usize = 2048;
 /// Prefix of a value stored base64-encoded because it is not header-safe as it is.
@@ -149,12 +159,13 @@ fn parse_name(name: &[u8], usage: Use) -> XattrResult<Attr> {
             },
         };
     }
+    // Names COS metadata cannot carry may still live in a cosfs blob (see user_meta).
     let meta = std::str::from_utf8(rest)
         .ok()
-        .filter(|n| valid_meta_name(n));
+        .filter(|n| !n.is_empty() && !n.contains(['\0', '"', ',']));
     match (meta, usage) {
         (Some(n), Use::Set) if RESERVED_META.contains(&n) => Err(XattrError::ReadOnly(format!(
-            "{full} (cosmount keeps mode/uid/gid/mtime itself: use chmod, chown, touch)"
+            "{full} (cosmount keeps mode/uid/gid/mtime/ctime/atime itself: use chmod, chown, touch)"
         ))),
         (Some(n), _) if RESERVED_META.contains(&n) => Err(XattrError::NoData),
         (Some(n), _) => Ok(Attr::User(n.to_string())),
@@ -504,8 +515,8 @@ impl<S: ObjectStore> FsCore<S> {
                     names.push(ACL.to_string());
                     names.push(STORAGE_CLASS.to_string());
                     names.extend(
-                        meta.keys()
-                            .filter(|n| valid_meta_name(n) && !RESERVED_META.contains(&n.as_str()))
+                        user_meta::names(&meta, &RESERVED_META)
+                            .into_iter()
                             .map(|n| format!("{USER_PREFIX}{n}")),
                     );
                 }
@@ -557,7 +568,7 @@ impl<S: ObjectStore> FsCore<S> {
             }
             (Target::Object { key, kind }, Attr::User(meta_name)) => {
                 let info = self.existing_object(&key, kind).await?;
-                let exists = info.meta.contains_key(&meta_name);
+                let exists = user_meta::exists(&info.meta, &meta_name);
                 if flags & libc::XATTR_CREATE != 0 && exists {
                     return Err(XattrError::Exists);
                 }
@@ -565,7 +576,7 @@ impl<S: ObjectStore> FsCore<S> {
                     return Err(XattrError::NoData);
                 }
                 let mut meta = info.meta.clone();
-                meta.insert(meta_name, encode_value(value));
+                user_meta::set(&mut meta, &meta_name, value).map_err(XattrError::Invalid)?;
                 let size = metadata_size(&meta);
                 if size > MAX_USER_METADATA {
                     return Err(XattrError::TooBig(size));
@@ -600,7 +611,7 @@ impl<S: ObjectStore> FsCore<S> {
                 };
                 match attr {
                     Attr::User(meta_name) => {
-                        if opts.meta.remove(&meta_name).is_none() {
+                        if !user_meta::remove(&mut opts.meta, &meta_name) {
                             return Err(XattrError::NoData);
                         }
                     }
@@ -625,7 +636,7 @@ impl<S: ObjectStore> FsCore<S> {
                 let mut class = info.storage_class.clone();
                 match attr {
                     Attr::User(meta_name) => {
-                        if meta.remove(&meta_name).is_none() {
+                        if !user_meta::remove(&mut meta, &meta_name) {
                             return Err(XattrError::NoData);
                         }
                     }
@@ -650,12 +661,7 @@ impl<S: ObjectStore> FsCore<S> {
         }
         let opts = self.open_writer_options(ino).await?;
         match attr {
-            Attr::User(name) => Some(
-                opts.meta
-                    .get(name)
-                    .map(|v| decode_value(v))
-                    .ok_or(XattrError::NoData),
-            ),
+            Attr::User(name) => Some(user_meta::get(&opts.meta, name).ok_or(XattrError::NoData)),
             Attr::StorageClass => Some(Ok(opts
                 .storage_class
                 .unwrap_or_else(|| "STANDARD".into())
@@ -680,14 +686,14 @@ impl<S: ObjectStore> FsCore<S> {
         };
         match attr {
             Attr::User(name) => {
-                let exists = opts.meta.contains_key(&name);
+                let exists = user_meta::exists(&opts.meta, &name);
                 if flags & libc::XATTR_CREATE != 0 && exists {
                     return Err(XattrError::Exists);
                 }
                 if flags & libc::XATTR_REPLACE != 0 && !exists {
                     return Err(XattrError::NoData);
                 }
-                opts.meta.insert(name, encode_value(value));
+                user_meta::set(&mut opts.meta, &name, value).map_err(XattrError::Invalid)?;
                 let size = metadata_size(&opts.meta);
                 if size > MAX_USER_METADATA {
                     return Err(XattrError::TooBig(size));
@@ -768,11 +774,7 @@ fn object_attr(info: &ObjectInfo, attr: &Attr) -> XattrResult<Vec<u8>> {
             .crc64
             .map(|c| c.to_string().into_bytes())
             .ok_or(XattrError::NoData),
-        Attr::User(name) => info
-            .meta
-            .get(name)
-            .map(|v| decode_value(v))
-            .ok_or(XattrError::NoData),
+        Attr::User(name) => user_meta::get(&info.meta, name).ok_or(XattrError::NoData),
         // The region belongs to the bucket (the mount root); ACLs are fetched apart.
         Attr::Region | Attr::Acl => Err(XattrError::NoData),
     }
@@ -799,11 +801,14 @@ mod tests {
             Attr::User("xdg.origin.url".into())
         );
         let errno = |n: &[u8], u| parse_name(n, u).unwrap_err().errno();
-        assert_eq!(errno(b"user.has_underscore", Use::Set), Errno::EINVAL);
-        assert_eq!(errno(b"user.Upper", Use::Set), Errno::EINVAL);
-        assert_eq!(errno("user.é".as_bytes(), Use::Set), Errno::EINVAL);
+        // Names COS metadata cannot carry parse (a cosfs blob may hold them); storing one on
+        // an object without a blob is EINVAL (user_meta::set).
+        assert_eq!(
+            parse_name(b"user.has_underscore", Use::Set).unwrap(),
+            Attr::User("has_underscore".into())
+        );
         assert_eq!(errno(b"user.", Use::Set), Errno::EINVAL);
-        assert_eq!(errno(b"user.Upper", Use::Get), Errno::ENODATA);
+        assert_eq!(errno(b"user.a\"b", Use::Set), Errno::EINVAL);
         assert_eq!(errno(b"user.mode", Use::Set), Errno::EPERM);
         assert_eq!(errno(b"user.mtime", Use::Get), Errno::ENODATA);
         assert_eq!(errno(b"user.cos.nope", Use::Set), Errno::EINVAL);
