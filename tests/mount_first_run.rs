@@ -146,3 +146,22 @@ fn ordinary_session_logs_no_warning() {
         warns.join("\n")
     );
 }
+
+/// A client clock 2 h behind the server's: the start-up check learns the offset from the
+/// server's Date and the mount comes up and works (COS refuses requests more than 15 min off).
+#[test]
+fn a_clock_two_hours_behind_the_server_mounts_and_works() {
+    let mut env = TestEnv::start_with_server_args(&["--clock-offset", "7200"]);
+    env.put("seed.txt", "seed");
+    env.mount(&[]);
+    assert_eq!(std::fs::read(env.path("seed.txt")).unwrap(), b"seed");
+    std::fs::write(env.path("new.txt"), b"written with a skewed clock").unwrap();
+    let info = env
+        .rt
+        .block_on(cosmount::cos::ObjectStore::head_object(
+            &env.client(),
+            "new.txt",
+        ))
+        .unwrap();
+    assert_eq!(info.size, 27);
+}

@@ -848,7 +848,8 @@ impl Client {
         Ok((body, mem))
     }
 
-    /// Learn the clock offset from a skew answer's `Date`; true if it could be learned.
+    /// Learn the clock offset from a skew answer's `Date`; true if it could be learned and
+    /// differs from the one already used (else a retry would be refused the same way).
     fn learn_clock_offset(&self, err: &ServiceError) -> bool {
         let Some(date) = err.server_date.as_deref() else {
             return false;
@@ -861,6 +862,10 @@ impl Client {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let offset = server_secs - sign::unix_now();
+        let before = self.inner.clock_offset.load(Ordering::Relaxed);
+        if (offset - before).abs() < 60 {
+            return false;
+        }
         self.inner.clock_offset.store(offset, Ordering::Relaxed);
         tracing::warn!(
             offset_secs = offset,

@@ -235,6 +235,29 @@ pub fn is_retryable_service_error(e: &ServiceError) -> bool {
 pub fn is_clock_skew(e: &ServiceError) -> bool {
     e.code == "RequestTimeTooSkewed"
         || (e.code == "AccessDenied" && e.message.to_ascii_lowercase().contains("expired"))
+        || bodiless_403_from_a_distant_clock(e)
+}
+
+/// COS refuses requests signed more than 15 minutes off its clock. A HEAD's 403 has no body
+/// to say why, so one from a server whose `Date` is that far from ours counts as skew.
+fn bodiless_403_from_a_distant_clock(e: &ServiceError) -> bool {
+    const COS_SKEW_LIMIT: u64 = 15 * 60;
+    if e.status != 403 || !e.message.is_empty() {
+        return false;
+    }
+    let Some(server) = e
+        .server_date
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+    else {
+        return false;
+    };
+    let now = std::time::SystemTime::now();
+    let apart = server
+        .duration_since(now)
+        .or_else(|_| now.duration_since(server))
+        .unwrap_or_default();
+    apart.as_secs() > COS_SKEW_LIMIT
 }
 
 /// Whether an error is one a retry could fix: a network failure or a retryable service error.
@@ -249,6 +272,25 @@ pub fn is_transient(e: &CosError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bodiless_403_counts_as_skew_only_from_a_distant_clock() {
+        let at = |t: std::time::SystemTime| ServiceError {
+            status: 403,
+            code: "AccessDenied".into(),
+            server_date: Some(httpdate::fmt_http_date(t)),
+            ..Default::default()
+        };
+        let now = std::time::SystemTime::now();
+        assert!(is_clock_skew(&at(now + Duration::from_secs(7200))));
+        assert!(is_clock_skew(&at(now - Duration::from_secs(3600))));
+        assert!(!is_clock_skew(&at(now + Duration::from_secs(60))));
+        let with_body = ServiceError {
+            message: "Access Denied.".into(),
+            ..at(now + Duration::from_secs(7200))
+        };
+        assert!(!is_clock_skew(&with_body), "a real AccessDenied says so");
+    }
 
     #[test]
     fn delays_grow_and_are_capped() {

@@ -52,6 +52,11 @@ pub struct TestEnv {
 impl TestEnv {
     /// Start cos-local with the test bucket and credentials; nothing mounted yet.
     pub fn start() -> Self {
+        Self::start_with_server_args(&[])
+    }
+
+    /// [`TestEnv::start`] with more cos-local arguments (e.g. `--clock-offset 7200`).
+    pub fn start_with_server_args(server_args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
         let mnt = tmp.path().join("mnt");
@@ -64,7 +69,9 @@ impl TestEnv {
                 secret_id: SECRET_ID,
                 secret_key: SECRET_KEY,
             },
-            [OsStr::new("--access-log"), access_log.as_os_str()],
+            [OsStr::new("--access-log"), access_log.as_os_str()]
+                .into_iter()
+                .chain(server_args.iter().map(OsStr::new)),
         );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
