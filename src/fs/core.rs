@@ -1,9 +1,7 @@
 //! The filesystem core: every operation as an async fn returning `FsResult`. It knows nothing
 //! of the FUSE wire protocol (see `mod.rs` for the adapter) nor of HTTP (see `ObjectStore`).
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +19,9 @@ use super::names::listing::{self as dir, Listing, MAX_NAME_BYTES};
 use super::names::{child_path, MetaSource, Names, NamesConfig};
 use super::read::ReadHandle;
 
+mod handles;
 mod mutate;
+use handles::{Handle, HandleTable};
 pub use mutate::WriteSettings;
 
 /// COS rejects keys longer than this (cos-protocol.md §11).
@@ -58,12 +58,10 @@ pub struct FsCore<S: ObjectStore> {
     cfg: FsConfig,
     names: Names<S>,
     blocks: Arc<BlockCache>,
-    /// Handles increase monotonically and are never reused, so a stale fh is EBADF.
-    next_fh: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
-    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    /// Every open fh: read, write and directory handles.
+    handles: HandleTable<S>,
     /// Files open for writing, and the upload settings (see `mutate.rs`).
-    writers: mutate::Writers<S>,
+    writers: mutate::Writers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -86,9 +84,7 @@ impl<S: ObjectStore> FsCore<S> {
             names,
             // Registered with the memory limiter (crate::memory), which evicts from it.
             blocks: BlockCache::shared(cfg.cache_size),
-            next_fh: AtomicU64::new(1),
-            files: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
+            handles: HandleTable::new(),
             writers: mutate::Writers::new(),
             cfg,
         }
@@ -122,10 +118,6 @@ impl<S: ObjectStore> FsCore<S> {
 
     pub fn attr_of(&self, ino: u64, kind: Kind, stat: &Stat) -> FileAttr {
         file_attr(ino, kind, stat, &self.cfg.defaults)
-    }
-
-    fn next_handle(&self) -> u64 {
-        self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Find `name` in directory `parent`, from the parent's cached listing, the lookup cache,
@@ -179,22 +171,17 @@ impl<S: ObjectStore> FsCore<S> {
         if node.kind != Kind::Dir {
             return Err(FsError::NotADirectory);
         }
-        let fh = self.next_handle();
         let handle = DirHandle {
             ino,
             path: node.path.clone(),
             listing: OnceCell::new(),
         };
-        lock(&self.dirs).insert(fh, Arc::new(handle));
-        Ok(fh)
+        Ok(self.handles.insert(Handle::Dir(Arc::new(handle))))
     }
 
     /// The open directory's listing, fetched on first use (or taken from the listing cache).
     pub async fn dir_listing(&self, fh: u64) -> FsResult<(Arc<DirHandle>, Arc<Listing>)> {
-        let handle = lock(&self.dirs)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle(fh))?;
+        let handle = self.handles.dir(fh).ok_or(FsError::BadHandle(fh))?;
         let listing = handle
             .listing
             .get_or_try_init(|| async {
@@ -223,7 +210,7 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+        self.handles.remove(fh);
     }
 
     /// Open a file for reading: one HEAD for the current ETag, size and x-cos-meta-*.
@@ -247,11 +234,8 @@ impl<S: ObjectStore> FsCore<S> {
         })?;
         self.names.note_opened(ino, &key, &info).await?;
         let keep_cache = self.names.inodes.note_open(ino, &info.etag);
-        let fh = self.next_handle();
-        lock(&self.files).insert(
-            fh,
-            Arc::new(ReadHandle::new(ino, &key, &info.etag, info.size)),
-        );
+        let handle = ReadHandle::new(ino, &key, &info.etag, info.size);
+        let fh = self.handles.insert(Handle::Read(Arc::new(handle)));
         Ok((fh, keep_cache))
     }
 
@@ -259,19 +243,16 @@ impl<S: ObjectStore> FsCore<S> {
         if let Some(result) = self.read_writer(fh, offset, size).await {
             return result;
         }
-        let handle = lock(&self.files)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle(fh))?;
+        let handle = self.handles.read(fh).ok_or(FsError::BadHandle(fh))?;
         handle.read(&self.store, &self.blocks, offset, size).await
     }
 
     pub fn release(&self, fh: u64) {
-        lock(&self.files).remove(&fh);
+        self.handles.remove(fh);
     }
 
     pub fn has_file_handle(&self, fh: u64) -> bool {
-        lock(&self.files).contains_key(&fh) || self.is_write_handle(fh)
+        self.handles.read(fh).is_some() || self.is_write_handle(fh)
     }
 
     /// access(2): existence, and EROFS for write access on a read-only mount. Permission bits

@@ -4,7 +4,6 @@
 //! truthful around it: every change updates the inode table and drops the listing and lookup
 //! cache entries it makes stale, so `ls` right after `mv`, `rm` or `cp` shows the new state.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,6 +21,8 @@ use crate::fs::attr::{Kind, PosixMeta, Stat};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::names::listing::{self as dir, MAX_NAME_BYTES};
 use crate::fs::names::{is_under, parent_of};
+
+use super::handles::Handle;
 use crate::fs::namespace::{self, AttrUpdate, NamespaceConfig};
 use crate::fs::spool;
 use crate::fs::write::{FileAttrs, WriteConfig, WriteHandle};
@@ -63,21 +64,15 @@ impl<S: ObjectStore> OpenWriter<S> {
     }
 }
 
-/// The write side's state inside the core.
-pub(super) struct Writers<S: ObjectStore> {
+/// The write side's settings inside the core (the open files are in the handle table).
+pub(super) struct Writers {
     settings: Mutex<Option<WriteSettings>>,
-    /// fh -> the open file (several fhs may share one).
-    open: Mutex<HashMap<u64, Arc<OpenWriter<S>>>>,
-    /// fh -> thread group id of the process that opened it (see [`FsCore::close_file`]).
-    openers: Mutex<HashMap<u64, u32>>,
 }
 
-impl<S: ObjectStore> Writers<S> {
+impl Writers {
     pub(super) fn new() -> Self {
         Writers {
             settings: Mutex::new(None),
-            open: Mutex::new(HashMap::new()),
-            openers: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -168,18 +163,12 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     fn writer(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
-        lock(&self.writers.open).get(&fh).cloned()
+        self.handles.write(fh)
     }
 
     /// The open files matching `pred`, each once (however many fhs share it).
     fn writers_where(&self, pred: impl Fn(&OpenWriter<S>) -> bool) -> Vec<Arc<OpenWriter<S>>> {
-        let mut found: Vec<Arc<OpenWriter<S>>> = Vec::new();
-        for w in lock(&self.writers.open).values() {
-            if pred(w) && !found.iter().any(|f| Arc::ptr_eq(f, w)) {
-                found.push(w.clone());
-            }
-        }
-        found
+        self.handles.writers_where(pred)
     }
 
     /// The file already open for writing on `ino` (not unlinked), to share.
@@ -191,20 +180,20 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// One more fh on an open file.
     fn share_writer(&self, writer: Arc<OpenWriter<S>>) -> u64 {
-        let fh = self.next_handle();
-        lock(&self.writers.open).insert(fh, writer);
-        fh
+        self.handles.insert(Handle::Write {
+            file: writer,
+            opener: None,
+        })
     }
 
     /// Remember which process opened `fh` (the FUSE request's pid): only its close commits.
     pub fn note_opener(&self, fh: u64, pid: u32) {
         if self.is_write_handle(fh) {
-            lock(&self.writers.openers).insert(fh, thread_group_of(pid));
+            self.handles.set_opener(fh, thread_group_of(pid));
         }
     }
 
     fn register_writer(&self, ino: u64, path: &str, handle: WriteHandle<S>) -> u64 {
-        let fh = self.next_handle();
         let writer = OpenWriter {
             ino,
             path: Mutex::new(path.to_string()),
@@ -212,20 +201,22 @@ impl<S: ObjectStore> FsCore<S> {
             handle: tokio::sync::Mutex::new(handle),
             unlinked: AtomicBool::new(false),
         };
-        lock(&self.writers.open).insert(fh, Arc::new(writer));
-        fh
+        self.handles.insert(Handle::Write {
+            file: Arc::new(writer),
+            opener: None,
+        })
     }
 
     /// Is `fh` a handle open for writing?
     pub fn is_write_handle(&self, fh: u64) -> bool {
-        lock(&self.writers.open).contains_key(&fh)
+        self.handles.write(fh).is_some()
     }
 
     /// Attributes of an inode some handle is writing: the size it has now.
     pub(super) fn attr_while_writing(&self, ino: u64) -> Option<FileAttr> {
-        let size = lock(&self.writers.open)
-            .values()
-            .find(|w| w.ino == ino)
+        let size = self
+            .writers_where(|w| w.ino == ino)
+            .first()
             .map(|w| w.size.load(Ordering::SeqCst))?;
         let node = self.node(ino).ok()?;
         let stat = Stat { size, ..node.stat };
@@ -449,7 +440,7 @@ impl<S: ObjectStore> FsCore<S> {
         let Some(writer) = self.writer(fh) else {
             return self.flush_file(fh).await;
         };
-        let opener = lock(&self.writers.openers).get(&fh).copied();
+        let opener = self.handles.opener(fh);
         let by_opener = match (opener, pid) {
             (Some(opener), Some(pid)) => thread_group_of(pid) == opener,
             _ => true,
@@ -469,10 +460,7 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// How many fhs share this open file.
     fn fhs_of(&self, writer: &Arc<OpenWriter<S>>) -> usize {
-        lock(&self.writers.open)
-            .values()
-            .filter(|w| Arc::ptr_eq(w, writer))
-            .count()
+        self.handles.fhs_of(writer)
     }
 
     async fn upload(&self, writer: &OpenWriter<S>) -> FsResult<()> {
@@ -506,25 +494,15 @@ impl<S: ObjectStore> FsCore<S> {
             self.release(fh);
             return;
         };
-        lock(&self.writers.openers).remove(&fh);
-        {
-            // Decided under the lock, so of two racing releases exactly one is the last.
-            let mut open = lock(&self.writers.open);
-            let others = open
-                .iter()
-                .filter(|(other, w)| **other != fh && Arc::ptr_eq(w, &writer))
-                .count();
-            if others > 0 {
-                open.remove(&fh);
-                return;
-            }
+        if self.handles.remove_if_shared(fh, &writer) {
+            return;
         }
         // Still registered while it uploads: an open meanwhile shares it, never reads a stale
         // object.
         if let Err(e) = self.upload(&writer).await {
             tracing::error!(path = %writer.path(), "upload at release failed: {e}");
         }
-        lock(&self.writers.open).remove(&fh);
+        self.handles.remove(fh);
     }
 
     /// Upload every file still open for writing, as close would (before an unmount on
@@ -784,7 +762,7 @@ impl<S: ObjectStore> FsCore<S> {
             .await?;
         let writer = self.writer(fh).ok_or(FsError::BadHandle(fh))?;
         let uploaded = self.upload(&writer).await;
-        lock(&self.writers.open).remove(&fh);
+        self.handles.remove(fh);
         uploaded?;
         let node = self.node(attr.ino.0)?;
         Ok(self.attr_of(attr.ino.0, node.kind, &node.stat))
