@@ -62,6 +62,8 @@ pub const META_CACHE_ENTRIES: usize = 1_000_000;
 pub const LEARNED_BYTES: usize = 64 << 20;
 /// How many directories remember their last entry count (for the whole-refresh decision).
 const LISTED_DIRS: usize = 100_000;
+/// Invalidations queued for the notifier thread at most.
+const INVALIDATION_QUEUE: usize = 4096;
 /// How long an open() waits for the kernel to take a cache invalidation.
 const INVALIDATE_WAIT: Duration = Duration::from_secs(2);
 
@@ -100,6 +102,8 @@ pub struct Names<S: ObjectStore> {
     learned: LearnedMeta,
     hidden: HiddenKeys,
     notifier: OnceLock<Notifier>,
+    /// Inode invalidations waiting for the notifier thread (bounded; best effort).
+    invalidations: OnceLock<std::sync::mpsc::SyncSender<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,6 +183,7 @@ impl<S: ObjectStore> Names<S> {
             learned,
             hidden: HiddenKeys::default(),
             notifier: OnceLock::new(),
+            invalidations: OnceLock::new(),
             cfg,
         }
     }
@@ -193,6 +198,22 @@ impl<S: ObjectStore> Names<S> {
 
     /// The kernel channel, once the session exists: lets a version change reach the kernel.
     pub fn set_notifier(&self, notifier: Notifier) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(INVALIDATION_QUEUE);
+        let worker = notifier.clone();
+        // One thread sends them: a notification can wait for the kernel, which may itself
+        // wait for a reply of ours, so never from a request's task.
+        let spawned = std::thread::Builder::new()
+            .name("cosmount-inval".into())
+            .spawn(move || {
+                while let Ok(ino) = rx.recv() {
+                    if let Err(e) = worker.inval_inode(INodeNo(ino), 0, 0) {
+                        tracing::debug!(ino, "inode invalidation: {e}");
+                    }
+                }
+            });
+        if spawned.is_ok() {
+            let _ = self.invalidations.set(tx);
+        }
         let _ = self.notifier.set(notifier);
     }
 
@@ -532,14 +553,13 @@ impl<S: ObjectStore> Names<S> {
     }
 
     /// Drop the kernel's cached attributes and pages of `ino`, without waiting (the kernel
-    /// may need a reply of ours first to take it).
+    /// may need a reply of ours first to take it). When the queue is full the kernel still
+    /// drops them when its `attr_timeout` ends and the next open sees the new ETag.
     fn invalidate_kernel(&self, ino: u64) {
-        if let Some(n) = self.notifier.get().cloned() {
-            std::thread::spawn(move || {
-                if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0) {
-                    tracing::debug!(ino, "inode invalidation: {e}");
-                }
-            });
+        if let Some(tx) = self.invalidations.get() {
+            if tx.try_send(ino).is_err() {
+                tracing::debug!(ino, "inode invalidation queue full");
+            }
         }
     }
 
