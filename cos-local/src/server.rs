@@ -27,7 +27,7 @@ use crate::model::Acl;
 use crate::operation::Operation;
 use crate::store::Store;
 use crate::xml::Xml;
-use crate::{ops, Config};
+use crate::{ops, sigv4, Config};
 
 /// One kind of injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,7 +587,9 @@ async fn handle(
     };
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(HeaderName::from_static("x-cos-request-id"), v);
+        headers.insert(HeaderName::from_static("x-cos-request-id"), v.clone());
+        // S3 clients read the same id under its S3 name.
+        headers.insert(HeaderName::from_static("x-amz-request-id"), v);
     }
     headers.insert(
         hyper::header::SERVER,
@@ -635,31 +637,76 @@ async fn dispatch_route(
     request_id: &str,
 ) -> Result<(Response<Body>, Option<String>), CosErr> {
     crate::clock::check_skew(&parts.headers, &route.query.0, crate::clock::unix_now())?;
-    let caller = auth::verify(
-        &SignedParts {
-            method: parts.method.as_str(),
-            decoded_path: &route.decoded_path,
-            query: &route.query.0,
-            headers: &parts.headers,
-        },
-        &app.credentials,
-        crate::clock::unix_now(),
-    )?;
+    let raw_query = parts.uri.query().unwrap_or("");
+    // The S3 dialect (sigv4.rs): verified on the request as sent, then served by the same
+    // handlers with the S3 headers given their COS twins.
+    let s3 = sigv4::is_sigv4(&parts.headers, raw_query);
+    let s3_failure = sigv4::FailureSlot::default();
+    let (caller, headers, op, body) = if s3 {
+        let verified = sigv4::verify(
+            &sigv4::Request {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query,
+                headers: &parts.headers,
+            },
+            &app.credentials,
+            crate::clock::unix_now(),
+        )?;
+        let headers = sigv4::translate_headers(&parts.headers);
+        let op = match &route.bucket {
+            None => route.op,
+            Some(_) => Operation::classify(
+                parts.method.as_str(),
+                !route.key.is_empty(),
+                &route.query.0,
+                &headers,
+            ),
+        };
+        let decoded_len = sigv4::decoded_content_length(&parts.headers);
+        let body = verified.wrap_body(body, decoded_len, s3_failure.clone());
+        (Caller::Signed(verified.access_key), headers, op, body)
+    } else {
+        let caller = auth::verify(
+            &SignedParts {
+                method: parts.method.as_str(),
+                decoded_path: &route.decoded_path,
+                query: &route.query.0,
+                headers: &parts.headers,
+            },
+            &app.credentials,
+            crate::clock::unix_now(),
+        )?;
+        (caller, parts.headers.clone(), route.op, body)
+    };
     let bucket = route.bucket;
     let mut ctx = Ctx {
         app: app.clone(),
         method: parts.method.clone(),
-        headers: parts.headers.clone(),
+        headers,
         query: route.query,
         bucket: bucket.clone(),
         key: route.key,
-        op: route.op,
+        op,
         caller,
         request_id: request_id.to_string(),
         host: host.to_string(),
         body: Some(body),
     };
-    let resp = ops::dispatch(&mut ctx).await?;
+    let mut resp = match ops::dispatch(&mut ctx).await {
+        Ok(resp) => resp,
+        // A body check of the S3 dialect that failed half-way is the answer.
+        Err(e) => {
+            return Err(s3_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(e))
+        }
+    };
+    if s3 {
+        sigv4::alias_response_headers(resp.headers_mut());
+    }
     Ok((resp, bucket))
 }
 
@@ -844,7 +891,9 @@ fn redact_query(query: &str) -> String {
         .map(|pair| match pair.split_once('=') {
             Some((name, _))
                 if name.eq_ignore_ascii_case("q-signature")
-                    || name.eq_ignore_ascii_case("x-cos-security-token") =>
+                    || name.eq_ignore_ascii_case("x-cos-security-token")
+                    || name.eq_ignore_ascii_case("X-Amz-Signature")
+                    || name.eq_ignore_ascii_case("X-Amz-Security-Token") =>
             {
                 format!("{name}=REDACTED")
             }
