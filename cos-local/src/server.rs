@@ -461,7 +461,8 @@ fn route(
             parts.method.as_str(),
             !key.is_empty(),
             &query.0,
-            &parts.headers,
+            // An S3 request is classified by its headers' COS twins (x-amz-copy-source...).
+            &sigv4::headers_for_classification(&parts.headers, raw_query),
         ),
     };
     Ok(Route {
@@ -642,7 +643,7 @@ async fn dispatch_route(
     // handlers with the S3 headers given their COS twins.
     let s3 = sigv4::is_sigv4(&parts.headers, raw_query);
     let s3_failure = sigv4::FailureSlot::default();
-    let (caller, headers, op, body) = if s3 {
+    let (caller, headers, body) = if s3 {
         let verified = sigv4::verify(
             &sigv4::Request {
                 method: parts.method.as_str(),
@@ -654,18 +655,9 @@ async fn dispatch_route(
             crate::clock::unix_now(),
         )?;
         let headers = sigv4::translate_headers(&parts.headers);
-        let op = match &route.bucket {
-            None => route.op,
-            Some(_) => Operation::classify(
-                parts.method.as_str(),
-                !route.key.is_empty(),
-                &route.query.0,
-                &headers,
-            ),
-        };
         let decoded_len = sigv4::decoded_content_length(&parts.headers);
         let body = verified.wrap_body(body, decoded_len, s3_failure.clone());
-        (Caller::Signed(verified.access_key), headers, op, body)
+        (Caller::Signed(verified.access_key), headers, body)
     } else {
         let caller = auth::verify(
             &SignedParts {
@@ -677,7 +669,7 @@ async fn dispatch_route(
             &app.credentials,
             crate::clock::unix_now(),
         )?;
-        (caller, parts.headers.clone(), route.op, body)
+        (caller, parts.headers.clone(), body)
     };
     let bucket = route.bucket;
     let mut ctx = Ctx {
@@ -687,7 +679,7 @@ async fn dispatch_route(
         query: route.query,
         bucket: bucket.clone(),
         key: route.key,
-        op,
+        op: route.op,
         caller,
         request_id: request_id.to_string(),
         host: host.to_string(),

@@ -55,14 +55,27 @@ const URI_SET: &AsciiSet = &NON_ALPHANUMERIC
 /// The same, with `/` kept (object paths).
 const PATH_SET: &AsciiSet = &URI_SET.remove(b'/');
 
-/// True if the request is signed the S3 way (header or presigned query form).
+/// True if the request is signed the S3 way (header or presigned query form). A Signature
+/// Version 2 request (`AWS AKID:sig`, `?AWSAccessKeyId=..&Signature=..`) counts too, so that
+/// [`verify`] refuses it instead of it passing as anonymous.
 pub fn is_sigv4(headers: &HeaderMap, raw_query: &str) -> bool {
     if let Some(auth) = headers.get(hyper::header::AUTHORIZATION) {
-        return auth.as_bytes().starts_with(ALGORITHM.as_bytes());
+        return auth.as_bytes().starts_with(ALGORITHM.as_bytes())
+            || auth.as_bytes().starts_with(b"AWS ");
     }
-    raw_query
-        .split('&')
-        .any(|p| p.split('=').next() == Some("X-Amz-Algorithm"))
+    raw_query.split('&').any(|p| {
+        matches!(
+            p.split('=').next(),
+            Some("X-Amz-Algorithm" | "AWSAccessKeyId")
+        )
+    })
+}
+
+fn sigv2_refused() -> CosErr {
+    CosErr::invalid_request(
+        "cos-local verifies AWS Signature Version 4 only (AWS4-HMAC-SHA256); sign with \
+         signature version 4 (boto3: Config(signature_version=\"s3v4\")).",
+    )
 }
 
 /// The parts of a received request the signature covers, as they came over the wire.
@@ -465,7 +478,9 @@ pub fn verify(req: &Request<'_>, creds: &Credentials, now: i64) -> Result<Verifi
         .get(hyper::header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let fields = match &auth {
+        Some(auth) if auth.starts_with("AWS ") => return Err(sigv2_refused()),
         Some(auth) => header_fields(auth, req.headers)?,
+        None if !req.raw_query.contains("X-Amz-Algorithm") => return Err(sigv2_refused()),
         None => query_fields(req.raw_query, req.headers)?,
     };
     let presigned = fields.expires.is_some();
@@ -950,6 +965,19 @@ pub fn translate_headers(headers: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// The headers a request's operation is classified by: [`translate_headers`] for an S3
+/// request, the request's own otherwise.
+pub fn headers_for_classification<'h>(
+    headers: &'h HeaderMap,
+    raw_query: &str,
+) -> std::borrow::Cow<'h, HeaderMap> {
+    if is_sigv4(headers, raw_query) {
+        std::borrow::Cow::Owned(translate_headers(headers))
+    } else {
+        std::borrow::Cow::Borrowed(headers)
+    }
 }
 
 /// `x-amz-decoded-content-length`, the size of an aws-chunked body's data.
