@@ -875,8 +875,9 @@ fn log_line(
     app.log_access(&line);
 }
 
-/// A raw query with the values of presigned URLs' secrets (`q-signature`, a temporary key's
-/// `x-cos-security-token`) replaced, so the access log never holds a usable credential.
+/// A raw query with the values of presigned URLs' secrets (`q-signature`, `X-Amz-Signature`,
+/// a temporary key's `x-cos-security-token` / `X-Amz-Security-Token`) replaced, so the access
+/// log never holds a usable credential.
 fn redact_query(query: &str) -> String {
     query
         .split('&')
@@ -904,6 +905,10 @@ mod tests {
         assert_eq!(
             redact_query("q-sign-algorithm=sha1&q-ak=AKID&q-signature=abc123&x-cos-security-token=tok&acl"),
             "q-sign-algorithm=sha1&q-ak=AKID&q-signature=REDACTED&x-cos-security-token=REDACTED&acl"
+        );
+        assert_eq!(
+            redact_query("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc&X-Amz-Date=1"),
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=REDACTED&X-Amz-Date=1"
         );
         assert_eq!(
             redact_query("prefix=a%2F&max-keys=2"),

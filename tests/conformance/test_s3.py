@@ -149,6 +149,17 @@ def test_s3_multipart_upload_file_list_parts_and_abort(s3, client, bucket, tmp_p
     assert out.read_bytes() == data
     assert client.head_object(Bucket=bucket, Key="big.bin")["x-cos-meta-kind"] == "multipart"
 
+    # Upload Part Copy of a range of it (x-amz-copy-source-range).
+    up = s3.create_multipart_upload(Bucket=bucket, Key="assembled")
+    p1 = s3.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=up["UploadId"], PartNumber=1,
+                             CopySource={"Bucket": bucket, "Key": "big.bin"},
+                             CopySourceRange="bytes=0-%d" % (5 * MB - 1))
+    p2 = s3.upload_part(Bucket=bucket, Key="assembled", UploadId=up["UploadId"], PartNumber=2, Body=b"end")
+    s3.complete_multipart_upload(Bucket=bucket, Key="assembled", UploadId=up["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]},
+                  {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    assert s3.get_object(Bucket=bucket, Key="assembled")["Body"].read() == data[:5 * MB] + b"end"
+
     # The low-level calls: list parts, list uploads, abort.
     up = s3.create_multipart_upload(Bucket=bucket, Key="aborted")
     s3.upload_part(Bucket=bucket, Key="aborted", UploadId=up["UploadId"], PartNumber=1, Body=pattern(5 * MB, 1))
