@@ -136,6 +136,19 @@ fn chunked_body(secret: &str, date: &str, seed: &str, data: &[u8], chunk: usize)
     out
 }
 
+/// The body of a `STREAMING-UNSIGNED-PAYLOAD-TRAILER` upload (what the AWS SDKs send over
+/// HTTPS): plain chunks, then a checksum trailer (its value is not checked by cos-local).
+fn unsigned_trailer_body(data: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in data.chunks(chunk) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+    out
+}
+
 #[test]
 fn the_test_signer_reproduces_the_aws_documentation_example() {
     // "Example: GET Object" of the AWS Signature Version 4 documentation for S3.
@@ -203,6 +216,8 @@ enum Payload<'a> {
     Claimed(&'a str),
     /// aws-chunked with this chunk size.
     Chunked(usize),
+    /// aws-chunked without chunk signatures, a checksum trailer after the last chunk.
+    UnsignedTrailer(usize),
 }
 
 struct S3 {
@@ -316,13 +331,24 @@ impl S3 {
             Payload::Signed => (sha_hex(&body), None),
             Payload::Unsigned => ("UNSIGNED-PAYLOAD".to_string(), None),
             Payload::Claimed(h) => (h.to_string(), None),
-            Payload::Chunked(size) => {
+            Payload::Chunked(size) | Payload::UnsignedTrailer(size) => {
                 signed.push(("content-encoding".into(), "aws-chunked".into()));
                 signed.push((
                     "x-amz-decoded-content-length".into(),
                     body.len().to_string(),
                 ));
-                ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_string(), Some(size))
+                if matches!(payload, Payload::Chunked(_)) {
+                    (
+                        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_string(),
+                        Some((size, true)),
+                    )
+                } else {
+                    signed.push(("x-amz-trailer".into(), "x-amz-checksum-crc32".into()));
+                    (
+                        "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_string(),
+                        Some((size, false)),
+                    )
+                }
             }
         };
         signed.push(("x-amz-content-sha256".into(), payload_hash.clone()));
@@ -337,7 +363,8 @@ impl S3 {
             REGION,
         );
         let body = match chunk {
-            Some(size) => chunked_body(&self.secret, &date, &sig, &body, size),
+            Some((size, true)) => chunked_body(&self.secret, &date, &sig, &body, size),
+            Some((size, false)) => unsigned_trailer_body(&body, size),
             None => body,
         };
         let auth = format!(
@@ -656,6 +683,20 @@ async fn aws_chunked_upload_is_decoded_and_its_chunk_signatures_checked() {
     // aws-chunked is a transfer detail, not the object's Content-Encoding.
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.header("x-amz-meta-kind").as_deref(), Some("chunked"));
+
+    // The unsigned variant with a trailer, as the AWS SDKs send over HTTPS.
+    let r = s3
+        .send(
+            "PUT",
+            "trailer.bin",
+            &[],
+            &[],
+            data.clone(),
+            Payload::UnsignedTrailer(50_000),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s3.get("trailer.bin").await.body, data);
 
     // A chunk signed with another key fails the chain: 403, nothing stored.
     let (host, path) = s3.target("tampered.bin");

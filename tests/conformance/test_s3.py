@@ -234,7 +234,7 @@ def test_aws_cli_cp_ls_sync_round_trip(endpoint, s3, bucket, tmp_path):
                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"))
 
     def run(*args):
-        quiet = [] if args[1] == "ls" else ["--only-show-errors"]
+        quiet = ["--only-show-errors"] if args[1] in ("cp", "sync", "rm") else []
         r = subprocess.run([aws, "--endpoint-url", endpoint, *args, *quiet],
                            env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, "aws %s: %s %s" % (" ".join(args), r.stdout, r.stderr)
@@ -267,6 +267,13 @@ def test_aws_cli_cp_ls_sync_round_trip(endpoint, s3, bucket, tmp_path):
     assert s3.get_object(Bucket=bucket, Key="tree/a.txt")["Body"].read() == b"one, changed\n"
     run("s3", "rm", "--recursive", "s3://%s/tree/" % bucket)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="tree/")
+
+    # Buckets: make, list, remove.
+    name = "cli%s-1250000000" % uuid.uuid4().hex[:8]
+    run("s3", "mb", "s3://%s" % name)
+    assert name in run("s3", "ls").split()
+    run("s3", "rb", "s3://%s" % name)
+    assert name not in run("s3", "ls").split()
 
 
 # ---- s3fs ----
