@@ -7,9 +7,9 @@
 # Creates a virtual environment under ${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv if missing,
 # installs cos-python-sdk-v5, boto3, awscli and pytest there, builds cos-local, starts it on a
 # free port with a temporary data dir, runs pytest tests/conformance/ (test_sdk.py: the COS SDK;
-# test_s3.py: boto3, `aws s3 cp/ls/sync`, an s3fs mount), and always stops cos-local again.
-# s3fs comes from the Debian package (apt-get install s3fs); without it, and without the AWS
-# CLI, their tests skip (outside CI, where .ci/run installs both).
+# test_s3.py: boto3, `aws s3 cp/ls/sync`, rclone, an s3fs mount), and always stops cos-local
+# again. s3fs and rclone come from Debian packages (apt-get install s3fs rclone); without them,
+# and without the AWS CLI, their tests skip (outside CI, where .ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,9 +1,10 @@
 """cos-local's S3 dialect driven by S3 tools nobody on the team wrote: boto3 (AWS Signature
-V4), the AWS CLI and s3fs, on the same server, buckets and credentials as the COS SDK tests.
+V4), the AWS CLI, rclone and s3fs, on the same server, buckets and credentials as the COS SDK
+tests.
 Objects written through S3 are read back through the COS SDK and the other way round.
 
-The AWS CLI and s3fs parts skip when the tool is not installed, except under CI (CI=true),
-where a missing tool is a failure: .ci/run installs both.
+The AWS CLI, rclone and s3fs parts skip when the tool is not installed, except under CI
+(CI=true), where a missing tool is a failure: .ci/run installs them.
 """
 import hashlib
 import io
@@ -274,6 +275,40 @@ def test_aws_cli_cp_ls_sync_round_trip(endpoint, s3, bucket, tmp_path):
     assert name in run("s3", "ls").split()
     run("s3", "rb", "s3://%s" % name)
     assert name not in run("s3", "ls").split()
+
+
+# ---- rclone (the Go AWS SDK) ----
+
+def test_rclone_copy_check_move_round_trip(endpoint, s3, bucket, tmp_path):
+    rclone = require_tool("rclone")
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update(RCLONE_CONFIG_L_TYPE="s3", RCLONE_CONFIG_L_PROVIDER="Other",
+               RCLONE_CONFIG_L_ENDPOINT=endpoint, RCLONE_CONFIG_L_FORCE_PATH_STYLE="true",
+               RCLONE_CONFIG_L_ACCESS_KEY_ID=os.environ["COS_LOCAL_SECRET_ID"],
+               RCLONE_CONFIG_L_SECRET_ACCESS_KEY=os.environ["COS_LOCAL_SECRET_KEY"])
+
+    def run(*args):
+        r = subprocess.run([rclone, "-q", "--config", os.devnull, *args],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, "rclone %s: %s %s" % (" ".join(args), r.stdout, r.stderr)
+        return r.stdout
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "big.bin").write_bytes(os.urandom(12 * MB))
+    (src / "a.txt").write_text("a\n")
+    (src / "sub" / "b c.txt").write_text("b\n")
+    remote = "l:%s/rc" % bucket
+    run("copy", str(src), remote, "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M")
+    assert s3.head_object(Bucket=bucket, Key="rc/big.bin")["ETag"].endswith('-3"')
+    run("check", str(src), remote)  # sizes and MD5s
+    back = tmp_path / "back"
+    run("copy", remote, str(back))
+    assert (back / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    assert (back / "sub" / "b c.txt").read_text() == "b\n"
+    run("moveto", remote + "/a.txt", remote + "/moved.txt")  # a server-side copy, then delete
+    assert sorted(run("lsf", "-R", remote).split("\n")) == ["", "big.bin", "moved.txt", "sub/", "sub/b c.txt"]
+    assert s3.get_object(Bucket=bucket, Key="rc/moved.txt")["Body"].read() == b"a\n"
 
 
 # ---- s3fs ----
