@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drive cos-local with the official COS Python SDK (cos-python-sdk-v5 from PyPI) and, through
-# its S3 dialect (AWS Signature V4), with boto3, the AWS CLI (awscli from PyPI) and s3fs.
+# its S3 dialect (AWS Signature V4), with boto3, the AWS CLI (awscli from PyPI), rclone and s3fs.
 #
 #   scripts/conformance.sh [pytest args...]
 #

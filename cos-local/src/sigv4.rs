@@ -8,8 +8,9 @@
 //! while the body streams in: a mismatch is 400 XAmzContentSHA256Mismatch and nothing is
 //! stored), or as an `aws-chunked` body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, every chunk
 //! signature checked; `STREAMING-UNSIGNED-PAYLOAD-TRAILER` and
-//! `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER` decoded, their trailers, i.e. checksums,
-//! read and ignored). A request time more than 15 minutes away from the server's is 403
+//! `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER` decoded, the trailer signature read but not
+//! checked). Flexible checksums (`x-amz-checksum-*`, in a header or a trailer) are checked
+//! (400 BadDigest). A request time more than 15 minutes away from the server's is 403
 //! RequestTimeTooSkewed.
 //!
 //! The request is then served by the COS handlers: [`translate_headers`] gives every S3 header
@@ -106,6 +107,8 @@ pub enum Payload {
 pub struct Verified {
     pub access_key: String,
     pub payload: Payload,
+    /// The flexible checksum (`x-amz-checksum-*`) the body must match, if the request names one.
+    pub checksum: Option<ChecksumSpec>,
     signing_key: [u8; 32],
     /// The request's signature, the seed of the chunk signature chain.
     seed_signature: String,
@@ -530,6 +533,7 @@ pub fn verify(req: &Request<'_>, creds: &Credentials, now: i64) -> Result<Verifi
         ));
     };
     let payload = parse_payload(&fields.payload_hash)?;
+    let checksum = checksum_spec(req.headers)?;
     if presigned && matches!(payload, Payload::Chunked { .. }) {
         return Err(malformed_query(
             "A presigned request cannot carry an aws-chunked body.",
@@ -572,6 +576,7 @@ pub fn verify(req: &Request<'_>, creds: &Credentials, now: i64) -> Result<Verifi
             return Ok(Verified {
                 access_key: cred.access_key.clone(),
                 payload,
+                checksum,
                 signing_key: key,
                 seed_signature: sig,
                 amz_date: fields.amz_date,
@@ -610,9 +615,11 @@ impl Verified {
         decoded_len: Option<u64>,
         slot: FailureSlot,
     ) -> BodyStream {
+        let checksum = self.checksum.clone().map(BodyChecksum::new);
         match &self.payload {
-            Payload::Unsigned => body,
-            Payload::Sha256(expected) => sha256_checked(body, *expected, slot),
+            Payload::Unsigned if checksum.is_none() => body,
+            Payload::Unsigned => checked(body, None, checksum, slot),
+            Payload::Sha256(expected) => checked(body, Some(*expected), checksum, slot),
             Payload::Chunked { signed, .. } => {
                 let chain = signed.then(|| ChunkChain {
                     key: self.signing_key,
@@ -620,8 +627,164 @@ impl Verified {
                     scope: self.scope.clone(),
                     previous: self.seed_signature.clone(),
                 });
-                decode_chunked(body, chain, decoded_len, slot)
+                decode_chunked(body, chain, decoded_len, checksum, slot)
             }
+        }
+    }
+}
+
+// ---- flexible checksums (x-amz-checksum-*) ----
+
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+static CRC64NVME: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
+
+/// The checksum algorithms of S3's `x-amz-checksum-{name}` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    const ALL: [ChecksumAlgorithm; 5] = [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32c,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ];
+
+    /// The header carrying it: `x-amz-checksum-crc32`, ...
+    pub fn header(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "x-amz-checksum-crc32",
+            ChecksumAlgorithm::Crc32c => "x-amz-checksum-crc32c",
+            ChecksumAlgorithm::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            ChecksumAlgorithm::Sha1 => "x-amz-checksum-sha1",
+            ChecksumAlgorithm::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    fn from_header(name: &str) -> Option<ChecksumAlgorithm> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// Which checksum the body must match: the value from the header, or (None) from a trailer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumSpec {
+    pub algorithm: ChecksumAlgorithm,
+    pub expected: Option<Vec<u8>>,
+}
+
+/// The request's flexible checksum: an `x-amz-checksum-*` header (base64 of the big-endian
+/// digest), else the one `x-amz-trailer` announces for an aws-chunked body.
+pub fn checksum_spec(headers: &HeaderMap) -> Result<Option<ChecksumSpec>, CosErr> {
+    for algorithm in ChecksumAlgorithm::ALL {
+        if let Some(value) = header_str(headers, algorithm.header()) {
+            use base64::Engine;
+            let expected = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .map_err(|_| {
+                    CosErr::invalid_request(format!(
+                        "Value for {} header is invalid.",
+                        algorithm.header()
+                    ))
+                })?;
+            return Ok(Some(ChecksumSpec {
+                algorithm,
+                expected: Some(expected),
+            }));
+        }
+    }
+    Ok(header_str(headers, "x-amz-trailer")
+        .and_then(ChecksumAlgorithm::from_header)
+        .map(|algorithm| ChecksumSpec {
+            algorithm,
+            expected: None,
+        }))
+}
+
+enum ChecksumState {
+    Crc32(crc::Digest<'static, u32>),
+    Crc32c(crc::Digest<'static, u32>),
+    Crc64(crc::Digest<'static, u64>),
+    Sha1(sha1::Sha1),
+    Sha256(Sha256),
+}
+
+/// A checksum being computed over a body.
+struct BodyChecksum {
+    spec: ChecksumSpec,
+    state: ChecksumState,
+}
+
+impl BodyChecksum {
+    fn new(spec: ChecksumSpec) -> BodyChecksum {
+        let state = match spec.algorithm {
+            ChecksumAlgorithm::Crc32 => ChecksumState::Crc32(CRC32.digest()),
+            ChecksumAlgorithm::Crc32c => ChecksumState::Crc32c(CRC32C.digest()),
+            ChecksumAlgorithm::Crc64Nvme => ChecksumState::Crc64(CRC64NVME.digest()),
+            ChecksumAlgorithm::Sha1 => ChecksumState::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => ChecksumState::Sha256(Sha256::new()),
+        };
+        BodyChecksum { spec, state }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match &mut self.state {
+            ChecksumState::Crc32(d) | ChecksumState::Crc32c(d) => d.update(data),
+            ChecksumState::Crc64(d) => d.update(data),
+            ChecksumState::Sha1(h) => sha1::Digest::update(h, data),
+            ChecksumState::Sha256(h) => h.update(data),
+        }
+    }
+
+    /// Set the expected value from a trailer line `x-amz-checksum-crc32:BASE64`.
+    fn take_trailer(&mut self, line: &str) {
+        use base64::Engine;
+        let Some((name, value)) = line.split_once(':') else {
+            return;
+        };
+        if name
+            .trim()
+            .eq_ignore_ascii_case(self.spec.algorithm.header())
+        {
+            // An undecodable value can never match: keep it as bytes that differ from any digest.
+            self.spec.expected = Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .unwrap_or_else(|_| vec![0xff; 65]),
+            );
+        }
+    }
+
+    /// Ok when no value was given or the digest matches it.
+    fn finish(self) -> Result<(), CosErr> {
+        let digest: Vec<u8> = match self.state {
+            ChecksumState::Crc32(d) | ChecksumState::Crc32c(d) => {
+                d.finalize().to_be_bytes().to_vec()
+            }
+            ChecksumState::Crc64(d) => d.finalize().to_be_bytes().to_vec(),
+            ChecksumState::Sha1(h) => sha1::Digest::finalize(h).to_vec(),
+            ChecksumState::Sha256(h) => h.finalize().to_vec(),
+        };
+        match &self.spec.expected {
+            Some(expected) if *expected != digest => Err(CosErr::new(
+                StatusCode::BAD_REQUEST,
+                "BadDigest",
+                format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    self.spec.algorithm.header()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -634,38 +797,57 @@ fn sha256_mismatch() -> CosErr {
     )
 }
 
-fn sha256_checked(body: BodyStream, expected: [u8; 32], slot: FailureSlot) -> BodyStream {
+/// The body passed through while its SHA-256 (when signed) and flexible checksum (when given)
+/// are computed, checked at its end.
+fn checked(
+    body: BodyStream,
+    sha256: Option<[u8; 32]>,
+    checksum: Option<BodyChecksum>,
+    slot: FailureSlot,
+) -> BodyStream {
     struct St {
         body: BodyStream,
-        hasher: Option<Sha256>,
-        expected: [u8; 32],
+        /// None once the stream has ended (or failed).
+        hashers: Option<(Option<Sha256>, Option<BodyChecksum>)>,
+        expected: Option<[u8; 32]>,
         slot: FailureSlot,
     }
     let st = St {
         body,
-        hasher: Some(Sha256::new()),
-        expected,
+        hashers: Some((sha256.map(|_| Sha256::new()), checksum)),
+        expected: sha256,
         slot,
     };
     Box::pin(futures::stream::unfold(st, |mut st| async move {
-        let hasher = st.hasher.as_mut()?;
+        let (sha, sum) = st.hashers.as_mut()?;
         match st.body.next().await {
             Some(Ok(chunk)) => {
-                hasher.update(&chunk);
+                if let Some(h) = sha {
+                    h.update(&chunk);
+                }
+                if let Some(c) = sum {
+                    c.update(&chunk);
+                }
                 Some((Ok(chunk), st))
             }
             Some(Err(e)) => {
-                st.hasher = None;
+                st.hashers = None;
                 Some((Err(e), st))
             }
             None => {
-                let digest: [u8; 32] = st.hasher.take()?.finalize().into();
-                if digest == st.expected {
-                    None
-                } else {
-                    let message = record(&st.slot, sha256_mismatch());
-                    Some((Err(message), st))
+                let (sha, sum) = st.hashers.take()?;
+                if let (Some(h), Some(expected)) = (sha, st.expected) {
+                    let digest: [u8; 32] = h.finalize().into();
+                    if digest != expected {
+                        let message = record(&st.slot, sha256_mismatch());
+                        return Some((Err(message), st));
+                    }
                 }
+                if let Some(Err(e)) = sum.map(BodyChecksum::finish) {
+                    let message = record(&st.slot, e);
+                    return Some((Err(message), st));
+                }
+                None
             }
         }
     }))
@@ -720,6 +902,7 @@ struct Decoder {
     phase: Phase,
     chain: Option<ChunkChain>,
     decoded_len: Option<u64>,
+    checksum: Option<BodyChecksum>,
     seen: u64,
     body_ended: bool,
     slot: FailureSlot,
@@ -823,6 +1006,9 @@ impl Decoder {
                     let take = remaining.min(self.buf.len() as u64) as usize;
                     let data = self.buf.split_to(take).freeze();
                     hasher.update(&data);
+                    if let Some(c) = &mut self.checksum {
+                        c.update(&data);
+                    }
                     self.seen += data.len() as u64;
                     self.phase = Phase::Data {
                         remaining: remaining - take as u64,
@@ -867,12 +1053,21 @@ impl Decoder {
                     }
                 }
                 Phase::Trailer => {
-                    // Trailing headers (checksums, the trailer signature) are read and
-                    // ignored until the empty line that ends the body.
+                    // Trailing headers until the empty line that ends the body: the checksum
+                    // is checked, the trailer signature is not.
                     match self.line().await? {
-                        None => return Ok(None),
-                        Some(l) if l.is_empty() => return Ok(None),
-                        Some(_) => self.phase = Phase::Trailer,
+                        Some(l) if !l.is_empty() => {
+                            if let Some(c) = &mut self.checksum {
+                                c.take_trailer(&l);
+                            }
+                            self.phase = Phase::Trailer;
+                        }
+                        _ => {
+                            if let Some(c) = self.checksum.take() {
+                                c.finish()?;
+                            }
+                            return Ok(None);
+                        }
                     }
                 }
             }
@@ -884,6 +1079,7 @@ fn decode_chunked(
     body: BodyStream,
     chain: Option<ChunkChain>,
     decoded_len: Option<u64>,
+    checksum: Option<BodyChecksum>,
     slot: FailureSlot,
 ) -> BodyStream {
     let decoder = Decoder {
@@ -892,6 +1088,7 @@ fn decode_chunked(
         phase: Phase::Header,
         chain,
         decoded_len,
+        checksum,
         seen: 0,
         body_ended: false,
         slot,
@@ -1177,6 +1374,7 @@ mod tests {
                 signed: false,
                 trailer: true,
             },
+            checksum: None,
             signing_key: [0; 32],
             seed_signature: String::new(),
             amz_date: String::new(),
@@ -1195,10 +1393,95 @@ mod tests {
     }
 
     #[test]
+    fn flexible_checksums_in_headers_and_trailers() {
+        let run = |payload: Payload, spec: Option<ChecksumSpec>, body: &'static [u8]| {
+            let v = Verified {
+                access_key: AK.into(),
+                payload,
+                checksum: spec,
+                signing_key: [0; 32],
+                seed_signature: String::new(),
+                amz_date: String::new(),
+                scope: String::new(),
+            };
+            let slot = FailureSlot::default();
+            let stream = v.wrap_body(
+                Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(body))])),
+                None,
+                slot.clone(),
+            );
+            let out: Vec<_> = futures::executor::block_on(stream.collect::<Vec<_>>());
+            let code = slot.lock().unwrap().as_ref().map(|e| e.code);
+            (out.iter().any(|r| r.is_err()), code)
+        };
+        // CRC-32 of "hello world" is 0x0d4a1185.
+        let h = headers(&[("x-amz-checksum-crc32", "DUoRhQ==")]);
+        let spec = checksum_spec(&h).unwrap();
+        assert_eq!(
+            run(Payload::Unsigned, spec.clone(), b"hello world"),
+            (false, None)
+        );
+        assert_eq!(
+            run(Payload::Unsigned, spec, b"hello worle"),
+            (true, Some("BadDigest"))
+        );
+        let bad = headers(&[("x-amz-checksum-sha256", "not base64!")]);
+        assert_eq!(checksum_spec(&bad).unwrap_err().code, "InvalidRequest");
+        // SHA-256 of "abc", base64.
+        let h = headers(&[(
+            "x-amz-checksum-sha256",
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+        )]);
+        let spec = checksum_spec(&h).unwrap();
+        assert_eq!(run(Payload::Unsigned, spec.clone(), b"abc"), (false, None));
+        assert_eq!(run(Payload::Unsigned, spec, b"abd").0, true);
+        // Announced by x-amz-trailer, given after the last chunk.
+        let h = headers(&[("x-amz-trailer", "x-amz-checksum-crc32")]);
+        let spec = checksum_spec(&h).unwrap();
+        let chunked = Payload::Chunked {
+            signed: false,
+            trailer: true,
+        };
+        assert_eq!(
+            run(
+                chunked.clone(),
+                spec.clone(),
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n"
+            ),
+            (false, None)
+        );
+        assert_eq!(
+            run(
+                chunked,
+                spec,
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+            ),
+            (true, Some("BadDigest"))
+        );
+        // CRC-32C and CRC-64/NVME check values of "123456789".
+        let digest = |a: ChecksumAlgorithm| {
+            let mut c = BodyChecksum::new(ChecksumSpec {
+                algorithm: a,
+                expected: None,
+            });
+            c.update(b"123456789");
+            match c.state {
+                ChecksumState::Crc32(d) | ChecksumState::Crc32c(d) => d.finalize() as u64,
+                ChecksumState::Crc64(d) => d.finalize(),
+                _ => 0,
+            }
+        };
+        assert_eq!(digest(ChecksumAlgorithm::Crc32), 0xcbf43926);
+        assert_eq!(digest(ChecksumAlgorithm::Crc32c), 0xe3069283);
+        assert_eq!(digest(ChecksumAlgorithm::Crc64Nvme), 0xae8b14860a799888);
+    }
+
+    #[test]
     fn signed_payload_mismatch() {
         let v = Verified {
             access_key: AK.into(),
             payload: Payload::Sha256(Sha256::digest(b"abc").into()),
+            checksum: None,
             signing_key: [0; 32],
             seed_signature: String::new(),
             amz_date: String::new(),

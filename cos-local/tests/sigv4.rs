@@ -137,15 +137,18 @@ fn chunked_body(secret: &str, date: &str, seed: &str, data: &[u8], chunk: usize)
 }
 
 /// The body of a `STREAMING-UNSIGNED-PAYLOAD-TRAILER` upload (what the AWS SDKs send over
-/// HTTPS): plain chunks, then a checksum trailer (its value is not checked by cos-local).
-fn unsigned_trailer_body(data: &[u8], chunk: usize) -> Vec<u8> {
+/// HTTPS): plain chunks, then the data's CRC-32 as a trailer (`crc_xor` spoils it).
+fn unsigned_trailer_body(data: &[u8], chunk: usize, crc_xor: u32) -> Vec<u8> {
+    use base64::Engine;
     let mut out = Vec::new();
     for piece in data.chunks(chunk) {
         out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
         out.extend_from_slice(piece);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(data) ^ crc_xor;
+    let value = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+    out.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{value}\r\n\r\n").as_bytes());
     out
 }
 
@@ -216,8 +219,9 @@ enum Payload<'a> {
     Claimed(&'a str),
     /// aws-chunked with this chunk size.
     Chunked(usize),
-    /// aws-chunked without chunk signatures, a checksum trailer after the last chunk.
-    UnsignedTrailer(usize),
+    /// aws-chunked without chunk signatures, a CRC-32 trailer after the last chunk (xor-ed
+    /// with the second value: 0 for the right one).
+    UnsignedTrailer(usize, u32),
 }
 
 struct S3 {
@@ -331,23 +335,24 @@ impl S3 {
             Payload::Signed => (sha_hex(&body), None),
             Payload::Unsigned => ("UNSIGNED-PAYLOAD".to_string(), None),
             Payload::Claimed(h) => (h.to_string(), None),
-            Payload::Chunked(size) | Payload::UnsignedTrailer(size) => {
+            Payload::Chunked(size) | Payload::UnsignedTrailer(size, _) => {
                 signed.push(("content-encoding".into(), "aws-chunked".into()));
                 signed.push((
                     "x-amz-decoded-content-length".into(),
                     body.len().to_string(),
                 ));
-                if matches!(payload, Payload::Chunked(_)) {
-                    (
+                match payload {
+                    Payload::UnsignedTrailer(_, xor) => {
+                        signed.push(("x-amz-trailer".into(), "x-amz-checksum-crc32".into()));
+                        (
+                            "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_string(),
+                            Some((size, Some(xor))),
+                        )
+                    }
+                    _ => (
                         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_string(),
-                        Some((size, true)),
-                    )
-                } else {
-                    signed.push(("x-amz-trailer".into(), "x-amz-checksum-crc32".into()));
-                    (
-                        "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_string(),
-                        Some((size, false)),
-                    )
+                        Some((size, None)),
+                    ),
                 }
             }
         };
@@ -363,8 +368,8 @@ impl S3 {
             REGION,
         );
         let body = match chunk {
-            Some((size, true)) => chunked_body(&self.secret, &date, &sig, &body, size),
-            Some((size, false)) => unsigned_trailer_body(&body, size),
+            Some((size, None)) => chunked_body(&self.secret, &date, &sig, &body, size),
+            Some((size, Some(xor))) => unsigned_trailer_body(&body, size, xor),
             None => body,
         };
         let auth = format!(
@@ -692,11 +697,45 @@ async fn aws_chunked_upload_is_decoded_and_its_chunk_signatures_checked() {
             &[],
             &[],
             data.clone(),
-            Payload::UnsignedTrailer(50_000),
+            Payload::UnsignedTrailer(50_000, 0),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s3.get("trailer.bin").await.body, data);
+    // A trailer checksum that does not match: 400 BadDigest, the old object kept.
+    let r = s3
+        .send(
+            "PUT",
+            "trailer.bin",
+            &[],
+            &[],
+            common::pattern(1000, 1),
+            Payload::UnsignedTrailer(300, 1),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(s3.get("trailer.bin").await.body, data);
+    // The same with the checksum in a header (as boto3 sends over HTTP).
+    let r = s3
+        .put(
+            "header-sum.bin",
+            &[("x-amz-checksum-crc32", "AAAAAA==")],
+            b"not that",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        r.text()
+    );
+    let r = s3.get("header-sum.bin").await;
+    assert_eq!(r.status, 404);
 
     // A chunk signed with another key fails the chain: 403, nothing stored.
     let (host, path) = s3.target("tampered.bin");

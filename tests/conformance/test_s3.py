@@ -106,6 +106,17 @@ def test_s3_put_get_head_delete_with_metadata(s3, client, bucket):
     assert sorted(d["Key"] for d in deleted["Deleted"]) == ["absent", "from-cos"]
 
 
+def test_s3_flexible_checksums_are_verified(s3, bucket):
+    # boto3 sends x-amz-checksum-crc32 by default; SHA-256 on request.
+    s3.put_object(Bucket=bucket, Key="crc", Body=b"checked")
+    s3.put_object(Bucket=bucket, Key="sha", Body=b"checked", ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket=bucket, Key="sha1", Body=b"checked", ChecksumAlgorithm="SHA1")
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="crc", Body=b"spoiled", ChecksumCRC32="AAAAAA==")
+    assert code(e) == "BadDigest"
+    assert s3.get_object(Bucket=bucket, Key="crc")["Body"].read() == b"checked"
+
+
 def test_s3_list_objects_v2_paging_with_delimiter(s3, bucket):
     keys = sorted(["a/1", "a/2", "b/1", "b/c/2", "top1", "top2", "top3", "sp ace", "plus+"])
     for k in keys:
