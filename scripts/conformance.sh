@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Drive cos-local with the official COS Python SDK (cos-python-sdk-v5 from PyPI).
+# Drive cos-local with the official COS Python SDK (cos-python-sdk-v5 from PyPI) and, through
+# its S3 dialect (AWS Signature V4), with boto3, the AWS CLI (awscli from PyPI), rclone and s3fs.
 #
 #   scripts/conformance.sh [pytest args...]
 #
 # Creates a virtual environment under ${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv if missing,
-# installs cos-python-sdk-v5 and pytest there, builds cos-local, starts it on a free port with a
-# temporary data dir, runs pytest tests/conformance/, and always stops cos-local again.
+# installs cos-python-sdk-v5, boto3, awscli and pytest there, builds cos-local, starts it on a
+# free port with a temporary data dir, runs pytest tests/conformance/ (test_sdk.py: the COS SDK;
+# test_s3.py: boto3, `aws s3 cp/ls/sync`, rclone, an s3fs mount), and always stops cos-local
+# again. s3fs and rclone come from Debian packages (apt-get install s3fs rclone); without them,
+# and without the AWS CLI, their tests skip (outside CI, where .ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,10 +18,12 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "==> creating $venv"
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import qcloud_cos, pytest" 2>/dev/null; then
-  echo "==> installing cos-python-sdk-v5 and pytest"
-  "$venv/bin/pip" install --quiet cos-python-sdk-v5 pytest
+if ! "$venv/bin/python" -c "import qcloud_cos, pytest, boto3, awscli" 2>/dev/null; then
+  echo "==> installing cos-python-sdk-v5, boto3, awscli and pytest"
+  "$venv/bin/pip" install --quiet cos-python-sdk-v5 boto3 awscli pytest
 fi
+# The venv's `aws` first.
+export PATH="$venv/bin:$PATH"
 
 echo "==> building cos-local"
 cargo build --quiet -p cos-local

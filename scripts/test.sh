@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: formatting and lints, unit and integration tests (real FUSE mounts over cos-local),
-# and the conformance suite that drives cos-local with the official COS Python SDK.
+# and the conformance suite that drives cos-local with the official COS Python SDK and, through
+# its S3 dialect, with boto3, the AWS CLI and s3fs.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    skip clippy and the Python SDK conformance suite
@@ -43,7 +44,7 @@ step "cargo test --workspace"
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
 
 if [ $quick = 0 ] && [ -x scripts/conformance.sh ]; then
-  step "COS SDK conformance (cos-python-sdk-v5 against cos-local)"
+  step "conformance: the COS Python SDK, boto3, the AWS CLI and s3fs against cos-local"
   scripts/conformance.sh
 fi
 

@@ -49,7 +49,8 @@ impl<T> CaseFixingIo<T> {
 
 /// The COS spelling of a lower-case header name.
 fn canonical(name: &str) -> String {
-    if name.starts_with("x-cos-") {
+    // COS's own names and S3's (`x-amz-meta-*` keys reach users as sent) stay lower-case.
+    if name.starts_with("x-cos-") || name.starts_with("x-amz-") {
         return name.to_string();
     }
     if name == "etag" {

@@ -13,6 +13,7 @@ pub mod model;
 pub mod operation;
 pub mod ops;
 pub mod server;
+pub mod sigv4;
 pub mod store;
 pub mod xml;
 

@@ -27,7 +27,7 @@ use crate::model::Acl;
 use crate::operation::Operation;
 use crate::store::Store;
 use crate::xml::Xml;
-use crate::{ops, Config};
+use crate::{ops, sigv4, Config};
 
 /// One kind of injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,7 +461,8 @@ fn route(
             parts.method.as_str(),
             !key.is_empty(),
             &query.0,
-            &parts.headers,
+            // An S3 request is classified by its headers' COS twins (x-amz-copy-source...).
+            &sigv4::headers_for_classification(&parts.headers, raw_query),
         ),
     };
     Ok(Route {
@@ -587,7 +588,9 @@ async fn handle(
     };
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(HeaderName::from_static("x-cos-request-id"), v);
+        headers.insert(HeaderName::from_static("x-cos-request-id"), v.clone());
+        // S3 clients read the same id under its S3 name.
+        headers.insert(HeaderName::from_static("x-amz-request-id"), v);
     }
     headers.insert(
         hyper::header::SERVER,
@@ -635,21 +638,44 @@ async fn dispatch_route(
     request_id: &str,
 ) -> Result<(Response<Body>, Option<String>), CosErr> {
     crate::clock::check_skew(&parts.headers, &route.query.0, crate::clock::unix_now())?;
-    let caller = auth::verify(
-        &SignedParts {
-            method: parts.method.as_str(),
-            decoded_path: &route.decoded_path,
-            query: &route.query.0,
-            headers: &parts.headers,
-        },
-        &app.credentials,
-        crate::clock::unix_now(),
-    )?;
+    let raw_query = parts.uri.query().unwrap_or("");
+    // The S3 dialect (sigv4.rs): verified on the request as sent, then served by the same
+    // handlers with the S3 headers given their COS twins.
+    let s3 = sigv4::is_sigv4(&parts.headers, raw_query);
+    let s3_failure = sigv4::FailureSlot::default();
+    let (caller, headers, body) = if s3 {
+        let verified = sigv4::verify(
+            &sigv4::Request {
+                method: parts.method.as_str(),
+                raw_path: parts.uri.path(),
+                raw_query,
+                headers: &parts.headers,
+            },
+            &app.credentials,
+            crate::clock::unix_now(),
+        )?;
+        let headers = sigv4::translate_headers(&parts.headers);
+        let decoded_len = sigv4::decoded_content_length(&parts.headers);
+        let body = verified.wrap_body(body, decoded_len, s3_failure.clone());
+        (Caller::Signed(verified.access_key), headers, body)
+    } else {
+        let caller = auth::verify(
+            &SignedParts {
+                method: parts.method.as_str(),
+                decoded_path: &route.decoded_path,
+                query: &route.query.0,
+                headers: &parts.headers,
+            },
+            &app.credentials,
+            crate::clock::unix_now(),
+        )?;
+        (caller, parts.headers.clone(), body)
+    };
     let bucket = route.bucket;
     let mut ctx = Ctx {
         app: app.clone(),
         method: parts.method.clone(),
-        headers: parts.headers.clone(),
+        headers,
         query: route.query,
         bucket: bucket.clone(),
         key: route.key,
@@ -659,7 +685,20 @@ async fn dispatch_route(
         host: host.to_string(),
         body: Some(body),
     };
-    let resp = ops::dispatch(&mut ctx).await?;
+    let mut resp = match ops::dispatch(&mut ctx).await {
+        Ok(resp) => resp,
+        // A body check of the S3 dialect that failed half-way is the answer.
+        Err(e) => {
+            return Err(s3_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(e))
+        }
+    };
+    if s3 {
+        sigv4::alias_response_headers(resp.headers_mut());
+    }
     Ok((resp, bucket))
 }
 
@@ -836,15 +875,18 @@ fn log_line(
     app.log_access(&line);
 }
 
-/// A raw query with the values of presigned URLs' secrets (`q-signature`, a temporary key's
-/// `x-cos-security-token`) replaced, so the access log never holds a usable credential.
+/// A raw query with the values of presigned URLs' secrets (`q-signature`, `X-Amz-Signature`,
+/// a temporary key's `x-cos-security-token` / `X-Amz-Security-Token`) replaced, so the access
+/// log never holds a usable credential.
 fn redact_query(query: &str) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((name, _))
                 if name.eq_ignore_ascii_case("q-signature")
-                    || name.eq_ignore_ascii_case("x-cos-security-token") =>
+                    || name.eq_ignore_ascii_case("x-cos-security-token")
+                    || name.eq_ignore_ascii_case("X-Amz-Signature")
+                    || name.eq_ignore_ascii_case("X-Amz-Security-Token") =>
             {
                 format!("{name}=REDACTED")
             }
@@ -863,6 +905,10 @@ mod tests {
         assert_eq!(
             redact_query("q-sign-algorithm=sha1&q-ak=AKID&q-signature=abc123&x-cos-security-token=tok&acl"),
             "q-sign-algorithm=sha1&q-ak=AKID&q-signature=REDACTED&x-cos-security-token=REDACTED&acl"
+        );
+        assert_eq!(
+            redact_query("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc&X-Amz-Date=1"),
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=REDACTED&X-Amz-Date=1"
         );
         assert_eq!(
             redact_query("prefix=a%2F&max-keys=2"),

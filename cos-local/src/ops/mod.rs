@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod bucket;
 pub mod cors;
+pub mod list_v2;
 pub mod multipart;
 pub mod object;
 
@@ -80,6 +81,9 @@ pub async fn dispatch(ctx: &mut Ctx) -> OpResult<Response<Body>> {
         Op::GetBucketCors => cors::get_cors(ctx, &bucket),
         Op::GetBucketLocation => bucket::location(ctx, &bucket),
         Op::ListMultipartUploads => multipart::list_uploads(ctx, &bucket),
+        Op::GetBucket if ctx.query.get("list-type") == Some("2") => {
+            list_v2::list_objects_v2(ctx, &bucket)
+        }
         Op::GetBucket => bucket::list_objects(ctx, &bucket),
         Op::HeadBucket => bucket::head_bucket(ctx, &bucket),
         Op::DeleteBucketCors => cors::delete_cors(ctx, &bucket),
