@@ -155,3 +155,21 @@ fn times_with_nanoseconds_ctime_atime_and_mode_zero() {
     env.mount(&[]);
     check(&env, "after a remount");
 }
+
+/// An open file that is unlinked (or replaced by a rename) reports st_nlink 0.
+#[test]
+fn an_open_unlinked_file_has_no_links() {
+    let mut env = TestEnv::start();
+    env.mount(&[]);
+    std::fs::write(env.path("gone"), "still here").unwrap();
+    std::fs::write(env.path("old"), "old").unwrap();
+    std::fs::write(env.path("new"), "new").unwrap();
+    let mut f = std::fs::File::open(env.path("gone")).unwrap();
+    assert_eq!(f.metadata().unwrap().nlink(), 1);
+    std::fs::remove_file(env.path("gone")).unwrap();
+    assert_eq!(f.metadata().unwrap().nlink(), 0, "unlinked while open");
+    let old = std::fs::File::open(env.path("old")).unwrap();
+    std::fs::rename(env.path("new"), env.path("old")).unwrap();
+    assert_eq!(old.metadata().unwrap().nlink(), 0, "replaced by a rename");
+    assert_eq!(std::fs::metadata(env.path("old")).unwrap().nlink(), 1);
+}

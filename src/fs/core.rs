@@ -117,7 +117,11 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub fn attr_of(&self, ino: u64, kind: Kind, stat: &Stat) -> FileAttr {
-        file_attr(ino, kind, stat, &self.cfg.defaults)
+        let mut attr = file_attr(ino, kind, stat, &self.cfg.defaults);
+        if self.names.inodes.is_unlinked(ino) {
+            attr.nlink = 0;
+        }
+        attr
     }
 
     /// Find `name` in directory `parent`, from the parent's cached listing, the lookup cache,

@@ -28,6 +28,8 @@ struct Entry {
     lookups: u64,
     /// ETag seen by the last open(); an open that sees the same ETag keeps the page cache.
     opened_etag: Option<String>,
+    /// Removed (unlink, or replaced by a rename) while the kernel still holds it, e.g. open.
+    unlinked: bool,
 }
 
 struct Inner {
@@ -59,6 +61,7 @@ impl InodeTable {
             // The root is never forgotten.
             lookups: 1,
             opened_etag: None,
+            unlinked: false,
         };
         Self {
             inner: Mutex::new(Inner {
@@ -122,6 +125,7 @@ impl InodeTable {
                 node,
                 lookups: 1,
                 opened_etag: None,
+                unlinked: false,
             },
         );
         inner.by_path.insert(path, ino);
@@ -187,7 +191,17 @@ impl InodeTable {
     /// `path` was removed: it maps to no inode any more (the inode itself lives on until the
     /// kernel forgets it, e.g. for a file still open).
     pub fn unlink_path(&self, path: &str) {
-        self.lock().by_path.remove(path);
+        let mut inner = self.lock();
+        if let Some(ino) = inner.by_path.remove(path) {
+            if let Some(e) = inner.nodes.get_mut(&ino) {
+                e.unlinked = true;
+            }
+        }
+    }
+
+    /// Was `ino` removed while the kernel still holds it? (st_nlink 0, as POSIX says.)
+    pub fn is_unlinked(&self, ino: u64) -> bool {
+        self.lock().nodes.get(&ino).is_some_and(|e| e.unlinked)
     }
 
     /// `from` (and everything under it, for a directory) was renamed to `to`; a node that was
@@ -202,6 +216,17 @@ impl InodeTable {
             .map(|(p, ino)| (p.clone(), *ino))
             .collect();
         let replaced_under = format!("{to}/");
+        let replaced: Vec<u64> = inner
+            .by_path
+            .iter()
+            .filter(|(p, _)| &***p == to || p.starts_with(&replaced_under))
+            .map(|(_, ino)| *ino)
+            .collect();
+        for ino in replaced {
+            if let Some(e) = inner.nodes.get_mut(&ino) {
+                e.unlinked = true;
+            }
+        }
         inner
             .by_path
             .retain(|p, _| &**p != to && !p.starts_with(&replaced_under));
