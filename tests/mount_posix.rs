@@ -164,7 +164,7 @@ fn an_open_unlinked_file_has_no_links() {
     std::fs::write(env.path("gone"), "still here").unwrap();
     std::fs::write(env.path("old"), "old").unwrap();
     std::fs::write(env.path("new"), "new").unwrap();
-    let mut f = std::fs::File::open(env.path("gone")).unwrap();
+    let f = std::fs::File::open(env.path("gone")).unwrap();
     assert_eq!(f.metadata().unwrap().nlink(), 1);
     std::fs::remove_file(env.path("gone")).unwrap();
     assert_eq!(f.metadata().unwrap().nlink(), 0, "unlinked while open");
