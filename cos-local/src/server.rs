@@ -461,7 +461,7 @@ fn route(
             parts.method.as_str(),
             !key.is_empty(),
             &query.0,
-            &parts.headers,
+            &|name: &str| parts.headers.contains_key(name),
         ),
     };
     Ok(Route {

@@ -25,7 +25,7 @@ mod mutate;
 pub use mutate::WriteSettings;
 
 /// COS rejects keys longer than this (cos-protocol.md §11).
-pub const MAX_KEY_BYTES: usize = 850;
+pub const MAX_KEY_BYTES: usize = crate::cos::limits::MAX_KEY_BYTES;
 /// Bound of the metadata cache in entries (a listing weighs its entry count).
 pub const META_CACHE_ENTRIES: usize = 1_000_000;
 

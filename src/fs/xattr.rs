@@ -59,7 +59,7 @@ const COS_PREFIX: &str = "user.cos.";
 /// Metadata cosmount keeps for POSIX attributes (cosfs's convention).
 const RESERVED_META: [&str; 4] = ["mode", "uid", "gid", "mtime"];
 /// COS allows this much user metadata per object (cos-protocol.md §4.1).
-pub const MAX_USER_METADATA: usize = 2048;
+pub const MAX_USER_METADATA: usize = crate::cos::limits::MAX_USER_METADATA;
 /// Prefix of a value stored base64-encoded because it is not header-safe as it is.
 pub const ENCODED_MARKER: &str = "base64:";
 
