@@ -59,7 +59,7 @@ measure() {
 
 best() { printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | tail -1; }
 
-declare -a cos_put cos_get ng_put ng_get
+cos_put=(); cos_get=(); ng_put=(); ng_get=()
 for _ in $(seq 1 "$runs"); do
   cos_put+=("$(measure -T "$work/object.bin" "$(presign PUT)")")
   sync

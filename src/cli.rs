@@ -504,7 +504,9 @@ impl MountConfig {
                     let v = need()?;
                     let size = parse_size(name, &v)?;
                     // COS: parts are 1 MB .. 5 GB (cos-protocol.md §6).
-                    if !(1 << 20..=5 << 30).contains(&size) {
+                    if !(crate::cos::limits::MIN_PART_SIZE..=crate::cos::limits::MAX_PART_SIZE)
+                        .contains(&size)
+                    {
                         return Err(invalid(name, &v, "size between 1M and 5G"));
                     }
                     cfg.part_size = size

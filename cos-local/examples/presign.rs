@@ -4,7 +4,7 @@
 //!
 //! Only the path is signed (no headers), so any client (curl) can use the URL as is.
 
-use cosmount::cos::sign::{sign, KeyTime, SignRequest};
+use cos_protocol::sign::{sign, KeyTime, SignRequest};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 const PATH_SET: &AsciiSet = &NON_ALPHANUMERIC

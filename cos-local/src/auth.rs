@@ -7,9 +7,7 @@
 
 use std::collections::HashMap;
 
-use cosmount::cos::sign::{
-    constant_time_eq, encode_name, sign_with_times, AuthFields, SignRequest,
-};
+use cos_protocol::sign::{constant_time_eq, encode_name, sign_with_times, AuthFields, SignRequest};
 use hyper::header::HeaderMap;
 use hyper::StatusCode;
 

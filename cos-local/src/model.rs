@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use cosmount::cos::acl::ALL_USERS_URI;
+use cos_protocol::acl::ALL_USERS_URI;
 
 /// An access control list: a canned ACL plus explicit grants (`x-cos-grant-*` or an XML body).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

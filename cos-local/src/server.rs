@@ -455,6 +455,7 @@ fn route(
             }
         }
     };
+    let classify_headers = sigv4::headers_for_classification(&parts.headers, raw_query);
     let op = match &bucket {
         None => Operation::classify_service(parts.method.as_str()),
         Some(_) => Operation::classify(
@@ -462,7 +463,7 @@ fn route(
             !key.is_empty(),
             &query.0,
             // An S3 request is classified by its headers' COS twins (x-amz-copy-source...).
-            &sigv4::headers_for_classification(&parts.headers, raw_query),
+            &|name: &str| classify_headers.contains_key(name),
         ),
     };
     Ok(Route {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use cosmount::cos::crc64::{self, Crc64};
+use cos_protocol::crc64::{self, Crc64};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use serde::{de::DeserializeOwned, Serialize};

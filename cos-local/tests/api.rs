@@ -3,7 +3,7 @@
 mod common;
 
 use common::{md5_hex, pattern, Client, ServerProcess, BUCKET};
-use cosmount::cos::crc64;
+use cos_protocol::crc64;
 
 fn start() -> (tempfile::TempDir, ServerProcess) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -691,10 +691,10 @@ async fn open_reader_keeps_old_bytes_across_overwrite_and_last_writer_wins() {
     let url = format!("http://{}/{BUCKET}/obj", server.addr);
     let headers = vec![("host".to_string(), server.addr.clone())];
     let signed_key = format!("/{BUCKET}/obj");
-    let sig = cosmount::cos::sign::sign(
+    let sig = cos_protocol::sign::sign(
         common::SECRET_KEY,
-        cosmount::cos::sign::KeyTime::around_now(600, 0),
-        &cosmount::cos::sign::SignRequest {
+        cos_protocol::sign::KeyTime::around_now(600, 0),
+        &cos_protocol::sign::SignRequest {
             method: "GET",
             key: &signed_key,
             params: &[],

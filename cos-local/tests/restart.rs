@@ -4,7 +4,7 @@
 mod common;
 
 use common::{md5_hex, pattern, ServerProcess};
-use cosmount::cos::crc64;
+use cos_protocol::crc64;
 
 #[tokio::test]
 async fn kill9_then_restart_serves_identical_bytes_and_metadata() {

@@ -6,7 +6,7 @@
 
 use cos_local::auth::{verify, Caller, Credentials, SignedParts};
 use cos_local::server::Query;
-use cosmount::cos::sign::{sign, KeyTime, SignRequest};
+use cos_protocol::sign::{sign, KeyTime, SignRequest};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;

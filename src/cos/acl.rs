@@ -11,36 +11,10 @@ use super::error::Result;
 use super::store::AclInfo;
 use super::xml::{self, text};
 
-/// Canned ACLs an object accepts in `x-cos-acl` (`default`: inherit the bucket's).
-pub const OBJECT_CANNED_ACLS: [&str; 6] = [
-    "default",
-    "private",
-    "public-read",
-    "authenticated-read",
-    "bucket-owner-read",
-    "bucket-owner-full-control",
-];
-/// Canned ACLs a bucket accepts in `x-cos-acl`.
-pub const BUCKET_CANNED_ACLS: [&str; 4] = [
-    "private",
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-];
-/// The `x-cos-grant-*` headers and the permission each one grants.
-pub const GRANT_HEADERS: [(&str, &str); 5] = [
-    ("x-cos-grant-read", "READ"),
-    ("x-cos-grant-write", "WRITE"),
-    ("x-cos-grant-read-acp", "READ_ACP"),
-    ("x-cos-grant-write-acp", "WRITE_ACP"),
-    ("x-cos-grant-full-control", "FULL_CONTROL"),
-];
-/// The permissions a grant may give.
-pub const PERMISSIONS: [&str; 5] = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"];
-/// The grantee group that means "everyone, signed or not".
-pub const ALL_USERS_URI: &str = "http://cam.qcloud.com/groups/global/AllUsers";
-/// The grantee group that means "any signed request".
-pub const AUTHENTICATED_USERS_URI: &str = "http://cam.qcloud.com/groups/global/AuthenticatedUsers";
+pub use cos_protocol::acl::{
+    ALL_USERS_URI, AUTHENTICATED_USERS_URI, BUCKET_CANNED_ACLS, GRANT_HEADERS, OBJECT_CANNED_ACLS,
+    PERMISSIONS,
+};
 
 /// Who a grant is for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub struct CreateBucketOptions {
 }
 
 /// COS counts Contents plus CommonPrefixes against max-keys and allows at most 1000.
-pub const MAX_LIST_KEYS: u32 = 1000;
+pub use cos_protocol::limits::MAX_LIST_KEYS;
 
 impl Client {
     /// PUT Bucket: create the bucket this client is configured for.

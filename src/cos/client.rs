@@ -45,9 +45,10 @@ use super::store::{
     PutOptions, PutResult, RangeData, RangePieces,
 };
 use super::xml;
+use cos_protocol::Operation;
 
 /// COS refuses keys longer than this many (UTF-8) bytes with `KeyTooLong`.
-pub const MAX_KEY_BYTES: usize = 850;
+pub use cos_protocol::limits::MAX_KEY_BYTES;
 
 /// Responses we read whole (XML) are small: a full page of 1000 listed keys of 850 bytes, all
 /// percent-encoded, is under 3 MiB. Anything much larger is not a COS answer.
@@ -441,10 +442,7 @@ impl CosRequest {
     /// Whether COS does real work before answering (merging parts, copying data), so a long
     /// silence is normal.
     fn server_works(&self) -> bool {
-        matches!(
-            api_name(self),
-            "CompleteMultipartUpload" | "CopyObject" | "UploadPartCopy"
-        )
+        operation(self).server_works()
     }
 }
 
@@ -899,7 +897,7 @@ impl Client {
         }
         let policy = self.inner.config.retry;
         let metrics = crate::metrics::global();
-        let api = api_name(req);
+        let api = operation(req).name();
         let mut attempt: u32 = 1;
         let mut skew_retried = false;
         let started = std::time::Instant::now();
@@ -970,54 +968,15 @@ impl Client {
     }
 }
 
-/// The COS API a request calls, for the request counters (`cosmount_cos_requests_total`).
-fn api_name(req: &CosRequest) -> &'static str {
-    let has = |name: &str| req.query.iter().any(|(n, _)| n == name);
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
-    let object = req.key.is_some();
-    match req.method {
-        Method::GET if has("acl") => {
-            if object {
-                "GetObjectACL"
-            } else {
-                "GetBucketACL"
-            }
-        }
-        Method::PUT if has("acl") => {
-            if object {
-                "PutObjectACL"
-            } else {
-                "PutBucketACL"
-            }
-        }
-        Method::GET if has("cors") => "GetBucketCORS",
-        Method::PUT if has("cors") => "PutBucketCORS",
-        Method::DELETE if has("cors") => "DeleteBucketCORS",
-        Method::GET if has("uploads") => "ListMultipartUploads",
-        Method::GET if has("uploadId") => "ListParts",
-        Method::POST if has("uploads") => "InitiateMultipartUpload",
-        Method::PUT if has("partNumber") && header("x-cos-copy-source") => "UploadPartCopy",
-        Method::PUT if has("partNumber") => "UploadPart",
-        Method::POST if has("uploadId") => "CompleteMultipartUpload",
-        Method::DELETE if has("uploadId") => "AbortMultipartUpload",
-        Method::POST if has("delete") => "DeleteMultipleObjects",
-        Method::GET if has("location") => "GetBucketLocation",
-        Method::GET if !object => "ListObjects",
-        Method::HEAD if !object => "HeadBucket",
-        Method::PUT if !object => "PutBucket",
-        Method::DELETE if !object => "DeleteBucket",
-        Method::PUT if header("x-cos-copy-source") => "CopyObject",
-        Method::PUT => "PutObject",
-        Method::GET => "GetObject",
-        Method::HEAD => "HeadObject",
-        Method::DELETE => "DeleteObject",
-        Method::OPTIONS => "OptionsObject",
-        _ => "Other",
-    }
+/// The COS operation a request calls (the shared table of cos-protocol), for the request
+/// counters (`cosmount_cos_requests_total`) and for how long a silence is normal.
+fn operation(req: &CosRequest) -> Operation {
+    Operation::classify(
+        req.method.as_str(),
+        req.key.is_some(),
+        &req.query,
+        &req.headers,
+    )
 }
 
 /// Read a body up to `limit` bytes. Over the limit: an error, or (for error bodies,
@@ -1318,16 +1277,16 @@ mod tests {
 
     #[test]
     fn requests_are_counted_under_their_cos_api_name() {
+        let name = |req: &CosRequest| operation(req).name();
         let obj = |m: Method| CosRequest::new(m, Some("k"));
-        assert_eq!(api_name(&obj(Method::GET)), "GetObject");
-        assert_eq!(api_name(&obj(Method::HEAD)), "HeadObject");
-        assert_eq!(api_name(&obj(Method::PUT)), "PutObject");
+        assert_eq!(name(&obj(Method::GET)), "GetObject");
+        assert_eq!(name(&obj(Method::HEAD)), "HeadObject");
+        assert_eq!(name(&obj(Method::PUT)), "PutObject");
+        let copy = obj(Method::PUT).header("x-cos-copy-source", "b/k");
+        assert_eq!(name(&copy), "PutObjectCopy");
+        assert!(copy.server_works());
         assert_eq!(
-            api_name(&obj(Method::PUT).header("x-cos-copy-source", "b/k")),
-            "CopyObject"
-        );
-        assert_eq!(
-            api_name(
+            name(
                 &obj(Method::PUT)
                     .query("partNumber", "1")
                     .query("uploadId", "u")
@@ -1335,17 +1294,18 @@ mod tests {
             "UploadPart"
         );
         assert_eq!(
-            api_name(&obj(Method::POST).query("uploadId", "u")),
+            name(&obj(Method::POST).query("uploadId", "u")),
             "CompleteMultipartUpload"
         );
-        assert_eq!(api_name(&obj(Method::GET).query("acl", "")), "GetObjectACL");
+        assert_eq!(name(&obj(Method::GET).query("acl", "")), "GetObjectAcl");
         let bucket = |m: Method| CosRequest::new(m, None);
-        assert_eq!(api_name(&bucket(Method::GET)), "ListObjects");
-        assert_eq!(api_name(&bucket(Method::HEAD)), "HeadBucket");
+        assert_eq!(name(&bucket(Method::GET)), "GetBucket");
+        assert_eq!(name(&bucket(Method::HEAD)), "HeadBucket");
         assert_eq!(
-            api_name(&bucket(Method::GET).query("uploads", "")),
+            name(&bucket(Method::GET).query("uploads", "")),
             "ListMultipartUploads"
         );
+        assert!(!bucket(Method::GET).server_works());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use cos_protocol::limits;
 use md5::{Digest, Md5};
 
 use super::acl::{
@@ -42,15 +43,15 @@ use super::store::{
 };
 
 /// COS refuses a non-last part smaller than this at Complete (cos-protocol.md §6).
-pub const COS_MIN_PART_SIZE: u64 = 1024 * 1024;
+pub const COS_MIN_PART_SIZE: u64 = limits::MIN_PART_SIZE;
 /// COS recommends multipart copy above this size for PUT Copy (cos-protocol.md §5.1).
-pub const COS_MAX_SIMPLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+pub const COS_MAX_SIMPLE_COPY: u64 = limits::MAX_PUT_OBJECT_BYTES;
 /// Part numbers run 1..=10000 (cos-protocol.md §6).
-pub const COS_MAX_PART_NUMBER: u32 = 10_000;
+pub const COS_MAX_PART_NUMBER: u32 = limits::MAX_PARTS;
 /// Longest key COS accepts, in bytes (cos-protocol.md §11).
-pub const COS_MAX_KEY_LEN: usize = 850;
+pub const COS_MAX_KEY_LEN: usize = limits::MAX_KEY_BYTES;
 /// ListObjects answers at most this many entries per page.
-const MAX_LIST_KEYS: u32 = 1000;
+const MAX_LIST_KEYS: u32 = limits::MAX_LIST_KEYS;
 
 /// One kind of [`ObjectStore`] call, for counters, latency and failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

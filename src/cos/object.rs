@@ -28,16 +28,7 @@ use super::store::{
 use super::xml::{self, parse_xml_time, unquote_etag};
 
 /// Object storage classes COS knows (cos-protocol.md §4.5), as `x-cos-storage-class` spells them.
-pub const STORAGE_CLASSES: [&str; 8] = [
-    "STANDARD",
-    "STANDARD_IA",
-    "ARCHIVE",
-    "DEEP_ARCHIVE",
-    "INTELLIGENT_TIERING",
-    "MAZ_STANDARD",
-    "MAZ_STANDARD_IA",
-    "MAZ_INTELLIGENT_TIERING",
-];
+pub use cos_protocol::storage_class::STORAGE_CLASSES;
 
 /// Base64 MD5 of a request body, for its Content-MD5 header. Hashed off the async workers
 /// (a part is megabytes), a file region in 1 MiB reads.
@@ -71,7 +62,7 @@ pub(crate) async fn body_md5(body: &PutBody) -> Result<String> {
 }
 
 /// DELETE Multiple Objects takes at most this many keys per request.
-pub const MAX_DELETE_KEYS: usize = 1000;
+pub use cos_protocol::limits::MAX_DELETE_KEYS;
 
 /// Conditional request headers (GET and HEAD). ETags may be given with or without quotes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use handles::{Handle, HandleTable};
 pub use mutate::WriteSettings;
 
 /// COS rejects keys longer than this (cos-protocol.md §11).
-pub const MAX_KEY_BYTES: usize = 850;
+pub const MAX_KEY_BYTES: usize = crate::cos::limits::MAX_KEY_BYTES;
 
 /// What the core needs from the mount options.
 #[derive(Debug, Clone)]

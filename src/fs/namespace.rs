@@ -50,7 +50,7 @@ pub const DEFAULT_PARALLEL_COPIES: usize = 8;
 /// Longest symlink target accepted (Linux PATH_MAX).
 pub const MAX_LINK_TARGET: u64 = 4096;
 /// COS allows part numbers 1..=10000.
-const MAX_PARTS: u64 = 10_000;
+const MAX_PARTS: u64 = crate::cos::limits::MAX_PARTS as u64;
 /// Content-Type of directory markers (what s3fs/cosfs use).
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 

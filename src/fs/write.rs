@@ -58,9 +58,9 @@ pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// Default number of parts uploaded at the same time.
 pub const DEFAULT_PARALLEL_PARTS: usize = 4;
 /// COS allows part numbers 1..=10000 (https://cloud.tencent.com/document/product/436/7750).
-pub const MAX_PARTS: u32 = 10_000;
+pub const MAX_PARTS: u32 = crate::cos::limits::MAX_PARTS;
 /// COS's largest part (5 GB).
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+pub const MAX_PART_SIZE: u64 = crate::cos::limits::MAX_PART_SIZE;
 /// The part size doubles after each this many parts.
 pub const PARTS_PER_SIZE_STEP: u32 = 1000;
 /// Gaps to fetch closer than this are fetched with one ranged GET (a request costs more than

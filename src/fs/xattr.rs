@@ -70,7 +70,7 @@ const RESERVED_META: [&str; 8] = [
     user_meta::BLOB_KEY,
 ];
 /// COS allows this much user metadata per object (cos-protocol.md §4.1).
-pub const MAX_USER_METADATA: usize = 2048;
+pub const MAX_USER_METADATA: usize = crate::cos::limits::MAX_USER_METADATA;
 /// Prefix of a value stored base64-encoded because it is not header-safe as it is.
 pub const ENCODED_MARKER: &str = "base64:";
 

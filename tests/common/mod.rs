@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cos_protocol::Operation;
 use cosmount::cos::store::PutOptions;
 use cosmount::cos::{Client, ClientConfig, Credentials, ObjectStore};
 
@@ -29,14 +30,25 @@ pub fn cosmount_bin() -> &'static str {
     env!("CARGO_BIN_EXE_cosmount")
 }
 
-/// Access-log counts by request kind (cos-local writes `TIME METHOD TARGET STATUS ...`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Access-log counts by COS operation (cos-local ends every line with the operation's name,
+/// the shared table of `cos_protocol::Operation`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Requests {
+    /// GET Bucket (ListObjects) pages.
     pub list: usize,
     pub head_object: usize,
     pub head_bucket: usize,
     pub get_object: usize,
     pub total: usize,
+    /// Every operation seen, with its count.
+    pub by_op: std::collections::HashMap<Operation, usize>,
+}
+
+impl Requests {
+    /// How many requests of this operation were logged.
+    pub fn count(&self, op: Operation) -> usize {
+        self.by_op.get(&op).copied().unwrap_or(0)
+    }
 }
 
 pub struct TestEnv {
@@ -227,26 +239,25 @@ impl TestEnv {
         is_mounted(&self.mnt)
     }
 
-    /// Counts of requests cos-local has logged so far.
+    /// Counts of requests cos-local has logged so far, by operation.
     pub fn requests(&self) -> Requests {
         let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
-        let bucket_root = format!("/{BUCKET}/");
         let mut r = Requests::default();
         for line in text.lines() {
-            let mut f = line.split(' ');
-            let (_, Some(method), Some(target)) = (f.next(), f.next(), f.next()) else {
+            let Some(op) = line
+                .rsplit(' ')
+                .next()
+                .and_then(|name| name.parse::<Operation>().ok())
+            else {
                 continue;
             };
-            let (path, _query) = target.split_once('?').unwrap_or((target, ""));
             r.total += 1;
-            match (method, path == bucket_root || path == format!("/{BUCKET}")) {
-                ("GET", true) => r.list += 1,
-                ("GET", false) => r.get_object += 1,
-                ("HEAD", true) => r.head_bucket += 1,
-                ("HEAD", false) => r.head_object += 1,
-                _ => {}
-            }
+            *r.by_op.entry(op).or_default() += 1;
         }
+        r.list = r.count(Operation::GetBucket);
+        r.head_object = r.count(Operation::HeadObject);
+        r.head_bucket = r.count(Operation::HeadBucket);
+        r.get_object = r.count(Operation::GetObject);
         r
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use cosmount::cos::acl::{
+use cos_protocol::acl::{
     ALL_USERS_URI, BUCKET_CANNED_ACLS, GRANT_HEADERS, OBJECT_CANNED_ACLS, PERMISSIONS,
 };
 use hyper::{Response, StatusCode};

@@ -18,9 +18,9 @@ use crate::store::Bucket;
 use crate::xml::{self, Xml};
 
 /// ListObjects returns at most 1000 entries per page (and by default).
-const MAX_LIST_KEYS: usize = 1000;
+const MAX_LIST_KEYS: usize = cos_protocol::limits::MAX_LIST_KEYS as usize;
 /// DELETE Multiple Objects takes at most 1000 keys.
-const MAX_DELETE_KEYS: usize = 1000;
+const MAX_DELETE_KEYS: usize = cos_protocol::limits::MAX_DELETE_KEYS;
 
 pub fn put_bucket(ctx: &mut Ctx, name: &str) -> OpResult<Response<Body>> {
     if !matches!(ctx.caller, Caller::Signed(_)) {

@@ -12,7 +12,7 @@ pub mod object;
 use std::sync::Arc;
 
 use axum::body::Body;
-use cosmount::cos::object::STORAGE_CLASSES;
+use cos_protocol::storage_class::STORAGE_CLASSES;
 use hyper::{Response, StatusCode};
 
 use crate::auth::Caller;
@@ -23,9 +23,9 @@ use crate::server::Ctx;
 use crate::store::Bucket;
 
 /// COS's limit on the UTF-8 length of an object key.
-pub const MAX_KEY_BYTES: usize = 850;
+pub use cos_protocol::limits::MAX_KEY_BYTES;
 /// The largest single PUT / part (5 GB).
-pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+pub const MAX_OBJECT_BYTES: u64 = cos_protocol::limits::MAX_PUT_OBJECT_BYTES;
 /// Bound for XML request bodies (a Complete with 10000 parts is well under this).
 pub const MAX_XML_BODY: usize = 4 * 1024 * 1024;
 
@@ -184,7 +184,7 @@ pub fn set_header(resp: &mut Response<Body>, name: &str, value: &str) {
 }
 
 /// Total size of the `x-cos-meta-*` names and values one object may carry.
-pub const MAX_USER_METADATA: usize = 2048;
+pub use cos_protocol::limits::MAX_USER_METADATA;
 
 /// The object attributes a PUT / Initiate / Replaced copy asks for.
 pub fn attrs_from_request(ctx: &Ctx) -> OpResult<ObjectAttrs> {
@@ -199,10 +199,12 @@ pub fn attrs_from_request(ctx: &Ctx) -> OpResult<ObjectAttrs> {
         }
     }
     // COS caps user metadata at 2 KB, counted here as names (without the prefix) plus values.
-    let user_meta: usize = headers
-        .iter()
-        .filter_map(|(n, v)| n.strip_prefix("x-cos-meta-").map(|n| n.len() + v.len()))
-        .sum();
+    let user_meta = cos_protocol::limits::user_metadata_size(
+        headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-cos-meta-"))
+            .map(|(n, v)| (n.as_str(), v.as_str())),
+    );
     if user_meta > MAX_USER_METADATA {
         return Err(CosErr::new(
             StatusCode::BAD_REQUEST,

@@ -16,9 +16,9 @@ use crate::store::{combined_crc, multipart_etag, Bucket};
 use crate::xml::{self, Xml};
 
 /// Part numbers run 1..=10000.
-const MAX_PART_NUMBER: u32 = 10_000;
+const MAX_PART_NUMBER: u32 = cos_protocol::limits::MAX_PARTS;
 /// Every part but the last must be at least 1 MB (1048576 bytes).
-const MIN_PART_SIZE: u64 = 1024 * 1024;
+const MIN_PART_SIZE: u64 = cos_protocol::limits::MIN_PART_SIZE;
 
 fn upload_id(ctx: &Ctx) -> String {
     ctx.query.get("uploadId").unwrap_or("").to_string()
@@ -216,14 +216,18 @@ pub fn abort(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>> {
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-fn bounded_param(ctx: &Ctx, name: &str, default: usize) -> OpResult<usize> {
+/// A page size (`max-parts`, `max-uploads`): absent means the most a page holds.
+fn bounded_param(ctx: &Ctx, name: &str) -> OpResult<usize> {
+    const MAX: usize = cos_protocol::limits::MAX_LIST_UPLOADS as usize;
     match ctx.query.get(name) {
-        None | Some("") => Ok(default),
+        None | Some("") => Ok(MAX),
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| CosErr::invalid_argument(format!("{name} must be between 1 and 1000."))),
+            .filter(|n| (1..=MAX).contains(n))
+            .ok_or_else(|| {
+                CosErr::invalid_argument(format!("{name} must be between 1 and {MAX}."))
+            }),
     }
 }
 
@@ -241,7 +245,7 @@ pub fn list_parts(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body
     let upload = bucket
         .upload(&ctx.key, &id)
         .ok_or_else(CosErr::no_such_upload)?;
-    let max = bounded_param(ctx, "max-parts", 1000)?;
+    let max = bounded_param(ctx, "max-parts")?;
     let marker: u32 = ctx
         .query
         .get("part-number-marker")
@@ -298,7 +302,7 @@ pub fn list_uploads(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Bo
     let delimiter = ctx.query.get("delimiter").unwrap_or("").to_string();
     let key_marker = ctx.query.get("key-marker").unwrap_or("").to_string();
     let id_marker = ctx.query.get("upload-id-marker").unwrap_or("").to_string();
-    let max = bounded_param(ctx, "max-uploads", 1000)?;
+    let max = bounded_param(ctx, "max-uploads")?;
     let url = encoding_url(ctx)?;
     let enc = |s: &str| {
         if url {

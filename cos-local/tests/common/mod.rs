@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use cosmount::cos::sign::{sign, KeyTime, SignRequest};
+use cos_protocol::sign::{sign, KeyTime, SignRequest};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub const SECRET_ID: &str = "AKIDTEST";
