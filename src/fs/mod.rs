@@ -11,6 +11,7 @@ pub mod core;
 pub mod dir;
 pub mod error;
 pub mod inode;
+pub mod journal;
 pub mod namespace;
 pub mod read;
 pub mod spool;

@@ -559,9 +559,14 @@ impl<S: ObjectStore> FsCore<S> {
             (Some(opener), Some(pid)) => thread_group_of(pid) == opener,
             _ => true,
         };
+        // While the mount stops (SIGTERM), a close by a dying process (killed by the same
+        // shutdown) is the kernel's, not the program's: the file may be half-written, so it
+        // stays in the spool journal instead of being committed.
+        let dying = crate::fs::journal::stopping()
+            && pid.is_some_and(crate::fs::journal::process_exiting);
         {
             let handle = writer.handle.lock().await;
-            if !by_opener || handle.only_open_truncate() {
+            if !by_opener || dying || handle.only_open_truncate() {
                 return handle.check_failed().map_err(FsError::from);
             }
         }
@@ -623,6 +628,12 @@ impl<S: ObjectStore> FsCore<S> {
                 open.remove(&fh);
                 return;
             }
+        }
+        if crate::fs::journal::stopping() {
+            // Stopping: what no close committed stays in the spool journal (the handle's
+            // drop keeps its spool file and record).
+            lock(&self.writers.open).remove(&fh);
+            return;
         }
         // Still registered while it uploads: an open meanwhile shares it, never reads a stale
         // object.
@@ -1413,7 +1424,9 @@ mod tests {
         assert_eq!(&f.store.get("k").unwrap()[..], b"old");
         let spooled: Vec<_> = std::fs::read_dir(f._spool.path().join("spool"))
             .unwrap()
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "part"))
+            .map(|p| std::fs::read(p).unwrap())
             .collect();
         assert_eq!(
             spooled,
