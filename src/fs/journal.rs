@@ -102,6 +102,7 @@ impl CarriedRecord {
         }
     }
 
+    #[allow(clippy::field_reassign_with_default)]
     pub fn to_options(&self) -> PutOptions {
         // Field by field: PutOptions may grow fields this record does not know.
         let mut opts = PutOptions::default();
@@ -455,7 +456,11 @@ pub struct Scan {
 
 /// Is the spool file at `path` held by a live process? (Tries its lock, releases it.)
 fn in_use(path: &Path) -> bool {
-    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(f) => match lock_spool(&f) {
             Ok(()) => false,
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
@@ -556,10 +561,9 @@ pub fn report_at_start(dir: &Path, bucket: &str) -> usize {
                     l.age_secs(),
                     l.spool_path.display()
                 ),
-                Err(e) => tracing::warn!(
-                    "unreadable journal record {}: {e}",
-                    l.record_path.display()
-                ),
+                Err(e) => {
+                    tracing::warn!("unreadable journal record {}: {e}", l.record_path.display())
+                }
             }
         }
     }

@@ -2060,10 +2060,19 @@ mod tests {
         assert_eq!(err.errno(), fuser::Errno::EACCES);
         assert!(f.store.get("new.txt").is_none());
         let files = f.spool_files();
-        assert_eq!(files.len(), 2, "spool and its journal record kept: {files:?}");
-        let record = files.iter().find(|p| p.to_string_lossy().ends_with(".journal"));
+        assert_eq!(
+            files.len(),
+            2,
+            "spool and its journal record kept: {files:?}"
+        );
+        let record = files
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(".journal"));
         let record = journal::read_record(record.unwrap()).unwrap();
-        assert_eq!((record.key.as_str(), record.state), ("new.txt", State::Failed));
+        assert_eq!(
+            (record.key.as_str(), record.state),
+            ("new.txt", State::Failed)
+        );
     }
 
     #[tokio::test]

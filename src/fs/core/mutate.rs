@@ -562,8 +562,8 @@ impl<S: ObjectStore> FsCore<S> {
         // While the mount stops (SIGTERM), a close by a dying process (killed by the same
         // shutdown) is the kernel's, not the program's: the file may be half-written, so it
         // stays in the spool journal instead of being committed.
-        let dying = crate::fs::journal::stopping()
-            && pid.is_some_and(crate::fs::journal::process_exiting);
+        let dying =
+            crate::fs::journal::stopping() && pid.is_some_and(crate::fs::journal::process_exiting);
         {
             let handle = writer.handle.lock().await;
             if !by_opener || dying || handle.only_open_truncate() {
