@@ -8,7 +8,9 @@
 //! or a missing bucket fails the `mount` command itself, before anything is mounted.
 //!
 //! SIGTERM and SIGINT unmount cleanly (fuser installs no handler; without one a killed daemon
-//! leaves a dead ENOTCONN mount behind).
+//! leaves a dead ENOTCONN mount behind). Files already closed and being committed finish
+//! (bounded wait); files still open for writing are *not* committed half-written: they stay in
+//! the spool journal, the log names them, and `cosmount recover` commits or discards them.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -37,7 +39,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(90);
 /// fails the mount after about this long, plus one stall timeout at most.
 const STARTUP_CHECK_BUDGET: Duration = Duration::from_secs(10);
 
-/// How long SIGTERM/SIGINT wait for files open for writing to upload before unmounting
+/// How long SIGTERM/SIGINT wait for commits of closed files to finish before unmounting
 /// (below systemd's default 90 s stop timeout).
 const SHUTDOWN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -532,7 +534,11 @@ fn serve(
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
     let core = Arc::new(FsCore::new(Arc::new(client), fs_config(cfg)));
-    core.set_write_settings(write_settings(cfg)?);
+    let settings = write_settings(cfg)?;
+    let spool_dir = settings.write.spool_dir.clone();
+    // What an earlier crash or stop left: logged, never silently ignored.
+    crate::fs::journal::report_at_start(&spool_dir, &cfg.bucket);
+    core.set_write_settings(settings);
     let fs = CosFs::new(core.clone(), rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
     let mut session = match dev_fd(&cfg.mountpoint) {
@@ -554,21 +560,28 @@ fn serve(
     let saver = core.clone();
     let mut unmounter = session.unmount_callable();
     let mountpoint = cfg.mountpoint.clone();
+    let bucket = cfg.bucket.clone();
+    let stop_spool_dir = spool_dir.clone();
     rt.spawn(async move {
         wait_for_stop_signal().await;
-        // Finish what applications wrote before the signal, then unmount. Bounded, so a dead
-        // network cannot keep a stopping service alive; what fails keeps its spool file.
-        tracing::info!("signal received: uploading files still open for writing, then unmounting");
-        match tokio::time::timeout(SHUTDOWN_UPLOAD_TIMEOUT, core.upload_open_files()).await {
-            Ok((0, 0)) => {}
-            Ok((uploaded, failed)) => {
-                tracing::info!(uploaded, failed, "open files uploaded before unmount")
+        // From now on nothing open for writing is committed unless its program closes it:
+        // a half-written file stays in the journal. Commits of closed files finish first
+        // (bounded, so a dead network cannot keep a stopping service alive).
+        crate::fs::journal::set_stopping();
+        tracing::info!("signal received: finishing commits of closed files; files still open for writing stay in the spool journal; then unmounting");
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_UPLOAD_TIMEOUT;
+        while crate::fs::journal::commits_in_progress() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(
+                    "{} commit(s) still running after {} s; unmounting anyway (their spool files stay in the journal)",
+                    crate::fs::journal::commits_in_progress(),
+                    SHUTDOWN_UPLOAD_TIMEOUT.as_secs()
+                );
+                break;
             }
-            Err(_) => tracing::error!(
-                "uploads still running after {} s; unmounting anyway (spool files are kept)",
-                SHUTDOWN_UPLOAD_TIMEOUT.as_secs()
-            ),
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        drop(core);
         if let Err(e) = unmounter.unmount() {
             // EBUSY while an application holds a file open: detach instead, as `umount -l`.
             tracing::info!("unmount: {e}; detaching lazily");
@@ -587,6 +600,7 @@ fn serve(
             "files are still open on the unmounted mount; exiting anyway; {}",
             crate::metrics::global().summary()
         );
+        log_left_in_journal(&stop_spool_dir, &bucket);
         std::process::exit(0);
     });
 
@@ -603,7 +617,28 @@ fn serve(
     saver.names().save_learned();
     tracing::info!("unmounted; {}", crate::metrics::global().summary());
     rt.shutdown_timeout(Duration::from_secs(2));
+    // Handles still open are gone with the runtime: their records stay in the journal.
+    log_left_in_journal(&spool_dir, &cfg.bucket);
     served.context("serving the mount")
+}
+
+/// At exit: name every file this mount leaves in the spool journal, and how to recover it.
+fn log_left_in_journal(spool_dir: &Path, bucket: &str) {
+    let left = crate::fs::journal::left_by_this_process(spool_dir);
+    if left.is_empty() {
+        return;
+    }
+    for (key, size, state) in &left {
+        tracing::warn!(key = %key, size, state = state.as_str(),
+            "not committed: left in the spool journal");
+    }
+    let cache = spool_dir.parent().unwrap_or(spool_dir);
+    tracing::warn!(
+        "{} file(s) left in the spool journal {}; run `cosmount recover {bucket} --cache-dir {}` to list them, then --commit or --discard",
+        left.len(),
+        spool_dir.display(),
+        cache.display()
+    );
 }
 
 /// Upload settings from the mount options; creates the spool directory.
@@ -620,6 +655,7 @@ fn write_settings(cfg: &MountConfig) -> anyhow::Result<WriteSettings> {
     })?;
     settings.write.part_size = cfg.part_size;
     settings.write.parallel_parts = cfg.parallel_parts;
+    settings.write.bucket = cfg.bucket.clone();
     Ok(settings)
 }
 

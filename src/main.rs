@@ -7,7 +7,9 @@ fn main() -> ExitCode {
     // Tool subcommands come first; anything else is `cosmount BUCKET MOUNTPOINT [-o ...]`, the
     // form mount(8) and fstab use, which has no subcommand word.
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("sign") | Some("presign") | Some("uploads") => cosmount::tools::main(args),
+        Some("sign") | Some("presign") | Some("uploads") | Some("recover") => {
+            cosmount::tools::main(args)
+        }
         _ => cosmount::app::main(args),
     }
 }

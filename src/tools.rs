@@ -1,6 +1,7 @@
 //! Tool subcommands: `cosmount sign` (an Authorization value), `cosmount presign` (a
-//! presigned URL) and `cosmount uploads list|abort` (incomplete multipart uploads, see
-//! `tools/uploads.rs`). Credentials come from `COS_SECRET_ID` / `COS_SECRET_KEY` (and
+//! presigned URL), `cosmount uploads list|abort` (incomplete multipart uploads, see
+//! `tools/uploads.rs`) and `cosmount recover` (unfinished writes left in the spool journal,
+//! see `tools/recover.rs`). Credentials come from `COS_SECRET_ID` / `COS_SECRET_KEY` (and
 //! `COS_SECURITY_TOKEN`); only the result goes to stdout, so the commands compose with curl.
 
 use std::ffi::OsString;
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::cos::sign::{self, KeyTime, SignRequest};
 use crate::cos::{Client, ClientConfig, Credentials};
 
+mod recover;
 mod uploads;
 
 /// Exit status for usage and configuration errors (as clap uses).
@@ -44,6 +46,9 @@ enum Tool {
     /// List or abort incomplete multipart uploads (interrupted writes keep costing storage).
     #[command(subcommand)]
     Uploads(uploads::UploadsCommand),
+    /// List, commit or discard the unfinished writes a crashed or stopped mount left in its
+    /// spool journal (files open for writing at kill -9 or SIGTERM).
+    Recover(recover::RecoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +146,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Tool::Sign(a) => run_sign(a),
         Tool::Presign(a) => run_presign(a),
         Tool::Uploads(cmd) => return uploads::run(cmd),
+        Tool::Recover(a) => return recover::run(a),
     };
     match result {
         Ok(line) => {

@@ -1134,6 +1134,30 @@ impl ObjectStore for Client {
         Client::abort_multipart(self, key, upload_id).await
     }
 
+    async fn list_uploads_of(&self, key: &str) -> Result<Vec<crate::cos::multipart::UploadInfo>> {
+        // A few pages at most: one key rarely has more than a handful of uploads.
+        const MAX_PAGES: usize = 10;
+        let mut params = crate::cos::multipart::ListUploadsParams {
+            prefix: Some(key.to_string()),
+            max_uploads: Some(1000),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.list_multipart_uploads(&params).await?;
+            out.extend(page.uploads.into_iter().filter(|u| u.key == key));
+            let next = (page.next_key_marker, page.next_upload_id_marker);
+            let moved = next.0.is_some()
+                && (next.0 != params.key_marker || next.1 != params.upload_id_marker);
+            // Keys sort after `key` once the listing moved past it.
+            if !page.is_truncated || !moved || next.0.as_deref() != Some(key) {
+                break;
+            }
+            (params.key_marker, params.upload_id_marker) = next;
+        }
+        Ok(out)
+    }
+
     async fn get_acl(&self, key: Option<&str>) -> Result<AclInfo> {
         self.get_acl_with_canned(key).await
     }

@@ -290,6 +290,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         upload_id: &str,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// The incomplete multipart uploads of exactly `key` (List Multipart Uploads with
+    /// `prefix=key`), to find uploads whose Initiate answer was lost. Stores that cannot list
+    /// uploads answer none.
+    fn list_uploads_of(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<crate::cos::multipart::UploadInfo>>> + Send {
+        let _ = key;
+        async { Ok(Vec::new()) }
+    }
+
     /// GET `?acl` of the object `key`, or of the bucket when `key` is `None`. Stores that
     /// keep no ACLs (the in-memory test store) answer 501 NotImplemented.
     fn get_acl(&self, key: Option<&str>) -> impl Future<Output = Result<AclInfo>> + Send {

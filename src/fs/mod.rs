@@ -9,6 +9,7 @@
 pub mod attr;
 pub mod core;
 pub mod error;
+pub mod journal;
 pub mod names;
 pub mod namespace;
 pub mod read;

@@ -4,7 +4,9 @@
 //! A spool file is created under the cache directory with a random name (object keys never
 //! become paths). It is deleted when the handle's upload succeeds; when the upload fails it is
 //! kept (renamed out of the temporary state) so no written data is ever lost, and its path is
-//! logged.
+//! logged. Beside it, the spool journal (see [`super::journal`]) records what it holds; the
+//! process using a spool file holds an exclusive `flock` on it, so a leftover can be told
+//! from a file in use.
 
 use std::fs::File;
 use std::io;
@@ -84,12 +86,38 @@ impl SpoolFile {
             .tempfile_in(dir)?;
         let (file, temp) = named.into_parts();
         let path = temp.to_path_buf();
+        super::journal::lock_spool(&file)?;
         Ok(SpoolFile {
             file: Arc::new(file),
             temp: Some(temp),
             path,
             counted: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Take over an existing spool file (a leftover being recovered). It is deleted when the
+    /// handle ends unless kept, like a new one. Fails with `WouldBlock` when a running
+    /// process holds it.
+    pub fn adopt(path: &Path) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        super::journal::lock_spool(&file)?;
+        let len = file.metadata()?.len();
+        let temp = TempPath::try_from_path(path)?;
+        count_spool(0, len);
+        Ok(SpoolFile {
+            file: Arc::new(file),
+            temp: Some(temp),
+            path: path.to_path_buf(),
+            counted: std::sync::atomic::AtomicU64::new(len),
+        })
+    }
+
+    /// The spool file's length on disk.
+    pub fn disk_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
     }
 
     pub fn path(&self) -> &Path {

@@ -28,6 +28,16 @@
 //! # Integrity
 //! Every part and PUT carries the CRC-64 of what was sent; COS's `x-cos-hash-crc64ecma` must
 //! match, and the Complete CRC must match the parts' CRCs combined.
+//!
+//! # Crash safety
+//! Each handle keeps a journal record beside its spool file (see [`super::journal`]): the
+//! key, the version it started from, the ranges of the base object it overwrote, the upload
+//! id and the state (open, committing, failed, committed). After kill -9 the next mount logs
+//! what is left and `cosmount recover` commits or discards it; [`WriteHandle::resume`] is the
+//! commit side. A multipart upload whose Initiate answer may have been lost (the request
+//! failed, or the client retried it) is looked up by listing the key's uploads, and every
+//! upload of the key initiated since the request began, other than the one in use, is
+//! aborted.
 
 // `CosError` is the store trait's error type; boxing it only here would gain nothing.
 #![allow(clippy::result_large_err)]
@@ -43,6 +53,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
+use super::journal::{self, BaseRecord, CarriedRecord, CommitGuard, Journal, Record, State};
 use super::namespace;
 use super::spool::{read_spool, RangeSet, SpoolFile};
 use crate::cos::acl::AclHeaders;
@@ -79,6 +90,8 @@ pub struct WriteConfig {
     pub parallel_parts: usize,
     /// Directory for spool files (created by the caller, see [`super::spool::spool_dir`]).
     pub spool_dir: PathBuf,
+    /// The bucket, as written into the spool journal's records.
+    pub bucket: String,
 }
 
 impl WriteConfig {
@@ -87,6 +100,7 @@ impl WriteConfig {
             part_size: DEFAULT_PART_SIZE,
             parallel_parts: DEFAULT_PARALLEL_PARTS,
             spool_dir,
+            bucket: String::new(),
         }
     }
 }
@@ -216,7 +230,28 @@ impl FileAttrs {
     }
 }
 
-use super::attr::format_meta_time;
+use super::attr::{format_meta_time, parse_meta_time};
+
+impl FileAttrs {
+    /// The attributes stored in user metadata by [`FileAttrs::store_in`]; what is missing
+    /// is a 0644 file of the current user, modified now.
+    pub fn from_meta(meta: &BTreeMap<String, String>) -> Self {
+        let num = |name: &str| meta.get(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let time = |name: &str| meta.get(name).and_then(|v| parse_meta_time(v));
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mode = num("mode").map_or(libc::S_IFREG | 0o644, |m| m as u32);
+        let mtime = time("mtime").unwrap_or_else(SystemTime::now);
+        FileAttrs {
+            mode: libc::S_IFREG | (mode & 0o7777),
+            uid: num("uid").map_or(uid, |v| v as u32),
+            gid: num("gid").map_or(gid, |v| v as u32),
+            mtime,
+            ctime: time("ctime").unwrap_or(mtime),
+            atime: time("atime"),
+        }
+    }
+}
 
 /// Whole seconds since the epoch (times before it count as 0).
 pub fn unix_seconds(t: SystemTime) -> u64 {
@@ -387,6 +422,11 @@ pub struct WriteHandle<S: ObjectStore> {
     /// before any write (a shell's dup'd descriptor) must not commit an empty object; release
     /// or fsync do.
     open_truncate_only: bool,
+    /// ETag of the object version this write started from (`None`: there was none); a
+    /// recovery commits only over that version.
+    based_on: Option<String>,
+    /// The spool journal's record for this handle.
+    journal: Journal,
 }
 
 impl<S: ObjectStore> std::fmt::Debug for WriteHandle<S> {
@@ -426,6 +466,7 @@ impl<S: ObjectStore> WriteHandle<S> {
         handle.data_changed = true;
         // Like O_TRUNC: a close before any write does not commit the empty file yet.
         handle.open_truncate_only = true;
+        handle.journal_sync(State::Open, true);
         Ok(handle)
     }
 
@@ -464,13 +505,83 @@ impl<S: ObjectStore> WriteHandle<S> {
             (Some(base), info.size)
         };
         let mut handle = Self::new(store, &info.key, cfg, attrs, carried, base, size)?;
+        handle.based_on = Some(info.etag.clone());
         handle.data_changed = truncate && info.size > 0;
         handle.open_truncate_only = handle.data_changed;
         if handle.data_changed {
             handle.attrs.mtime = SystemTime::now();
             handle.attrs.ctime = handle.attrs.mtime;
+            handle.journal_sync(State::Open, true);
         }
         Ok(handle)
+    }
+
+    /// Take over a spool file left by an earlier mount (its journal `record`, read from
+    /// `record_path`) to commit it: the content is the spool's bytes where the record says
+    /// they were written (or everywhere, without a base), the base object's elsewhere. The
+    /// caller has checked that the object is still the version the write started from and
+    /// aborted the record's multipart upload. [`WriteHandle::flush`] then uploads it; on
+    /// success the spool file and record are removed when the handle goes away, on failure
+    /// both are kept.
+    pub fn resume(
+        store: Arc<S>,
+        cfg: WriteConfig,
+        record: Record,
+        record_path: PathBuf,
+    ) -> Result<Self, WriteError> {
+        let spool_path = journal::spool_path_of(&record_path);
+        let spool_err = |e: io::Error| WriteError::Spool {
+            path: spool_path.clone(),
+            source: Arc::new(e),
+        };
+        let spool = SpoolFile::adopt(&spool_path).map_err(spool_err)?;
+        let size = record.content_size(spool.disk_len().map_err(spool_err)?);
+        let base = record.base.as_ref().map(|b| Base {
+            key: b.key.clone(),
+            etag: b.etag.clone(),
+            len: b.len.min(size),
+        });
+        let mut dirty = match &base {
+            Some(b) => {
+                let mut set = record.written_set();
+                set.truncate(b.len);
+                set
+            }
+            None => RangeSet::new(),
+        };
+        dirty.insert(base.as_ref().map_or(0, |b| b.len), size);
+        let mut carried = record.carried.to_options();
+        let attrs = FileAttrs::from_meta(&carried.meta);
+        for name in ["mode", "uid", "gid", "mtime"] {
+            carried.meta.remove(name);
+        }
+        let mut record = record;
+        record.upload_id = None;
+        record.parts_done.clear();
+        record.pid = std::process::id();
+        let mut journal = Journal::adopt(record_path, record);
+        journal.set_written(dirty.clone());
+        Ok(WriteHandle {
+            store,
+            key: journal.record.key.clone(),
+            layout: PartLayout::new(cfg.part_size),
+            cfg,
+            spool,
+            size: Arc::new(AtomicU64::new(size)),
+            attrs,
+            carried,
+            base,
+            present: dirty.clone(),
+            dirty,
+            phase: Phase::Spooling,
+            data_changed: true,
+            meta_changed: false,
+            upload: None,
+            next_stream_part: 1,
+            open_truncate_only: false,
+            based_on: journal.record.based_on.clone(),
+            journal,
+        })
     }
 
     fn new(
@@ -486,6 +597,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             path: cfg.spool_dir.clone(),
             source: Arc::new(e),
         })?;
+        let journal = Journal::new(spool.path(), &cfg.bucket, key, cfg.part_size);
         Ok(WriteHandle {
             store,
             key: key.to_string(),
@@ -504,7 +616,48 @@ impl<S: ObjectStore> WriteHandle<S> {
             upload: None,
             next_stream_part: 1,
             open_truncate_only: false,
+            based_on: None,
+            journal,
         })
+    }
+
+    /// Bring the journal record up to date with the handle and write it (`durable`: fsync'd).
+    fn journal_sync(&mut self, state: State, durable: bool) {
+        let opts = self.put_options();
+        let r = &mut self.journal.record;
+        r.key = self.key.clone();
+        r.size = self.size.load(Ordering::SeqCst);
+        r.based_on = self.based_on.clone();
+        r.base = self.base.as_ref().map(|b| BaseRecord {
+            key: b.key.clone(),
+            etag: b.etag.clone(),
+            len: b.len,
+        });
+        r.carried = CarriedRecord::of(&opts);
+        r.upload_id = self.upload.as_ref().map(|u| u.upload_id.clone());
+        r.parts_done = self.upload.as_ref().map_or_else(Vec::new, |u| {
+            u.parts
+                .iter()
+                .filter(|(_, p)| matches!(p, PartSlot::Done(_)))
+                .map(|(n, _)| *n)
+                .collect()
+        });
+        r.state = state;
+        r.error = match &self.phase {
+            Phase::Failed(e) => Some(e.to_string()),
+            _ => None,
+        };
+        self.journal.save(durable);
+    }
+
+    /// The record's state, for updates that do not change it.
+    fn journal_state(&self) -> State {
+        self.journal.record.state
+    }
+
+    /// Path of the journal record (beside the spool file).
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal.path().to_path_buf()
     }
 
     pub fn key(&self) -> &str {
@@ -557,6 +710,9 @@ impl<S: ObjectStore> WriteHandle<S> {
     pub fn discard(&mut self) {
         self.data_changed = false;
         self.meta_changed = false;
+        if !matches!(self.phase, Phase::Failed(_)) {
+            self.journal.remove();
+        }
     }
 
     /// Parts of the current multipart upload started or finished (0 when none is running).
@@ -601,6 +757,31 @@ impl<S: ObjectStore> WriteHandle<S> {
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
+        if !self.journal.is_saved() || self.journal_state() != State::Open {
+            self.journal_sync(State::Open, true);
+        }
+    }
+
+    /// Before the application's bytes `[offset, end)` go to the spool: record the part of
+    /// them that lies over the base object (bytes past its end are the spool's anyway). With
+    /// too many disjoint ranges, the rest of the base is fetched into the spool once and the
+    /// whole base range recorded instead.
+    async fn journal_written(&mut self, offset: u64, end: u64) -> Result<(), WriteError> {
+        let Some(base_len) = self.base.as_ref().map(|b| b.len) else {
+            return Ok(());
+        };
+        if offset >= base_len || !self.journal.note_written(offset, end.min(base_len)) {
+            return Ok(());
+        }
+        if self.journal.written().ranges().len() > journal::MAX_RECORDED_RANGES {
+            self.ensure_local(0, base_len).await?;
+            let mut all = RangeSet::new();
+            all.insert(0, base_len);
+            self.journal.set_written(all);
+        }
+        let state = self.journal_state();
+        self.journal_sync(state, false);
+        Ok(())
     }
 
     /// Write `data` at `offset` (past the end leaves a hole of zeros).
@@ -621,6 +802,9 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.touch();
         // Whatever happens to the spool write, parts covering the range are no longer valid.
         self.invalidate(offset.min(old_size), end);
+        if let Err(e) = self.journal_written(offset, end).await {
+            return Err(self.fail(e).await);
+        }
         if let Err(e) = self.spool.write_at(offset, data) {
             // The spool no longer mirrors what the application wrote (a full disk, an I/O
             // error): the file must never be committed from it. Fail for good.
@@ -669,6 +853,9 @@ impl<S: ObjectStore> WriteHandle<S> {
             if let Some(base) = &mut self.base {
                 base.len = base.len.min(new_size);
             }
+            let mut written = self.journal.written().clone();
+            written.truncate(new_size);
+            self.journal.set_written(written);
             // The part now holding the last byte changed length, later ones are gone.
             self.invalidate(new_size.saturating_sub(1), u64::MAX);
         } else {
@@ -677,6 +864,7 @@ impl<S: ObjectStore> WriteHandle<S> {
             self.invalidate(old_size.saturating_sub(1), new_size);
         }
         self.size.store(new_size, Ordering::SeqCst);
+        self.journal_sync(State::Open, false);
         Ok(())
     }
 
@@ -713,6 +901,8 @@ impl<S: ObjectStore> WriteHandle<S> {
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
+        let durable = !self.journal.is_saved();
+        self.journal_sync(State::Open, durable);
         Ok(())
     }
 
@@ -744,6 +934,8 @@ impl<S: ObjectStore> WriteHandle<S> {
         if matches!(self.phase, Phase::Completed(_)) {
             self.phase = Phase::Spooling;
         }
+        let durable = !self.journal.is_saved();
+        self.journal_sync(State::Open, durable);
         Ok(())
     }
 
@@ -775,6 +967,9 @@ impl<S: ObjectStore> WriteHandle<S> {
             }
         }
         self.phase = Phase::Uploading;
+        // Counted until the upload ends, so a stopping mount waits for it.
+        let _commit = CommitGuard::new();
+        self.journal_sync(State::Committing, true);
         let outcome = if self.data_changed || self.base.is_none() {
             self.upload_data().await
         } else {
@@ -802,6 +997,11 @@ impl<S: ObjectStore> WriteHandle<S> {
         if let Some(base) = &mut self.base {
             base.key = new_key.to_string();
             base.etag = new_etag.to_string();
+        }
+        self.based_on = Some(new_etag.to_string());
+        if self.journal.is_saved() {
+            let state = self.journal_state();
+            self.journal_sync(state, false);
         }
     }
 
@@ -911,11 +1111,28 @@ impl<S: ObjectStore> WriteHandle<S> {
             return Ok(());
         }
         let opts = self.put_options();
-        let upload_id = self
-            .store
-            .initiate_multipart(&self.key, &opts)
-            .await
-            .map_err(|e| WriteError::cos("InitiateMultipartUpload", &self.key, e))?;
+        let retries = &crate::metrics::global().retries;
+        let retries_before = retries.load(Ordering::Relaxed);
+        let started = SystemTime::now();
+        let initiated = self.store.initiate_multipart(&self.key, &opts).await;
+        // A retried Initiate may have been applied by an attempt whose answer was lost (the
+        // retry then starts a second upload); a failed one may have been applied too. Either
+        // way, uploads of this key started since `started` that are not ours are leaks.
+        let retried = retries.load(Ordering::Relaxed) != retries_before;
+        let upload_id = match initiated {
+            Ok(id) => {
+                if retried {
+                    self.abort_strays(started, Some(&id)).await;
+                }
+                id
+            }
+            Err(e) => {
+                if retried || e.status().is_none_or(|s| s >= 500) {
+                    self.abort_strays(started, None).await;
+                }
+                return Err(WriteError::cos("InitiateMultipartUpload", &self.key, e));
+            }
+        };
         tracing::debug!(key = %self.key, %upload_id, "multipart upload started");
         self.upload = Some(Multipart {
             upload_id,
@@ -926,7 +1143,38 @@ impl<S: ObjectStore> WriteHandle<S> {
             initiated_class: opts.storage_class,
             initiated_acl: opts.acl,
         });
+        // The upload id, so a recovery after a crash can abort it.
+        let state = self.journal_state();
+        self.journal_sync(state, true);
         Ok(())
+    }
+
+    /// Abort the uploads of this key initiated at or after `since` (COS gives whole seconds)
+    /// other than `keep`: ones this handle started whose Initiate answer never arrived.
+    async fn abort_strays(&self, since: SystemTime, keep: Option<&str>) {
+        let since_secs = unix_seconds(since);
+        let uploads = match self.store.list_uploads_of(&self.key).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(key = %self.key,
+                    "cannot list the key's multipart uploads after an uncertain Initiate (an upload may leak; `cosmount uploads abort` cleans up): {e}");
+                return;
+            }
+        };
+        for u in uploads {
+            let ours_in_time = u.key == self.key
+                && Some(u.upload_id.as_str()) != keep
+                && u.initiated.is_some_and(|t| unix_seconds(t) >= since_secs);
+            if !ours_in_time {
+                continue;
+            }
+            match self.store.abort_multipart(&self.key, &u.upload_id).await {
+                Ok(()) => tracing::info!(key = %self.key, upload_id = %u.upload_id,
+                    "aborted a multipart upload whose Initiate answer was lost"),
+                Err(e) => tracing::warn!(key = %self.key, upload_id = %u.upload_id,
+                    "aborting a multipart upload whose Initiate answer was lost failed: {e}"),
+            }
+        }
     }
 
     /// How many parts of this size may be in flight: `parallel_parts`, fewer once parts grow
@@ -1043,6 +1291,8 @@ impl<S: ObjectStore> WriteHandle<S> {
                     })
                     .sum();
                 crate::metrics::global().upload_progress(&self.key, sent, total);
+                let state = self.journal_state();
+                self.journal_sync(state, false);
                 Ok(())
             }
             Err(e) => {
@@ -1170,7 +1420,9 @@ impl<S: ObjectStore> WriteHandle<S> {
     async fn put_whole(&mut self, size: u64) -> Result<PutResult, WriteError> {
         if let Some(upload) = self.upload.take() {
             // The file shrank below one part after streaming began.
-            self.abort_upload(upload).await;
+            let _ = self.abort_upload(upload).await;
+            let state = self.journal_state();
+            self.journal_sync(state, false);
         }
         self.ensure_local(0, size).await?;
         // `_mem`: the body's share of the memory budget, held until the upload is done.
@@ -1235,18 +1487,29 @@ impl<S: ObjectStore> WriteHandle<S> {
         self.meta_changed = false;
         self.next_stream_part = 1;
         self.open_truncate_only = false;
+        self.based_on = Some(result.etag.clone());
         self.phase = Phase::Completed(result);
+        // Nothing pending: the record says so (a crash now leaves nothing to recover).
+        self.journal.set_written(RangeSet::new());
+        self.journal_sync(State::Committed, false);
     }
 
-    async fn abort_upload(&self, mut upload: Multipart) {
+    /// Abort a multipart upload. Returns it back when the abort failed (so its id stays in
+    /// the journal record for `cosmount recover` to abort).
+    async fn abort_upload(&self, mut upload: Multipart) -> Option<Multipart> {
         upload.tasks.shutdown().await;
-        if let Err(e) = self
+        match self
             .store
             .abort_multipart(&self.key, &upload.upload_id)
             .await
         {
-            tracing::warn!(key = %self.key, upload_id = %upload.upload_id,
-                "aborting the failed multipart upload failed (it may linger until lifecycle cleanup): {e}");
+            Ok(()) => None,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                tracing::warn!(key = %self.key, upload_id = %upload.upload_id,
+                    "aborting the failed multipart upload failed (`cosmount recover` or `cosmount uploads abort` cleans up): {e}");
+                Some(upload)
+            }
         }
     }
 
@@ -1254,7 +1517,8 @@ impl<S: ObjectStore> WriteHandle<S> {
     async fn fail(&mut self, err: WriteError) -> WriteError {
         crate::metrics::global().upload_finished(&self.key);
         if let Some(upload) = self.upload.take() {
-            self.abort_upload(upload).await;
+            // A failed abort keeps the id for the record (and so for `cosmount recover`).
+            self.upload = self.abort_upload(upload).await;
         }
         let spool = match self.spool.keep() {
             Ok(path) => path.display().to_string(),
@@ -1268,6 +1532,9 @@ impl<S: ObjectStore> WriteHandle<S> {
             "upload failed, the written data is kept in the spool file: {err}"
         );
         self.phase = Phase::Failed(err.clone());
+        self.journal_sync(State::Failed, true);
+        // A kept upload is not used again: the handle is failed for good.
+        self.upload = None;
         err
     }
 }
@@ -1275,13 +1542,18 @@ impl<S: ObjectStore> WriteHandle<S> {
 impl<S: ObjectStore> Drop for WriteHandle<S> {
     fn drop(&mut self) {
         crate::metrics::global().upload_finished(&self.key);
-        // Dropped with data never uploaded (the mount went away before close): keep it.
+        // Dropped with data never uploaded (the mount went away before close): keep it, and
+        // its journal record, for `cosmount recover`.
         if self.is_dirty() && !self.spool.is_kept() {
             match self.spool.keep() {
                 Ok(path) => tracing::warn!(key = %self.key, spool = %path.display(),
-                    "file dropped before its upload; the written data is kept in the spool file"),
+                    "file dropped before its upload; the written data is kept in the spool file (see `cosmount recover`)"),
                 Err(e) => tracing::error!(key = %self.key, "could not keep the spool file: {e}"),
             }
+        }
+        // Nothing pending and not failed: the spool goes (it is temporary), so does its record.
+        if !self.spool.is_kept() {
+            self.journal.remove();
         }
         // A handle dropped without close (e.g. the mount going away) must not leave a pending
         // multipart upload costing storage.
@@ -1453,6 +1725,7 @@ mod tests {
                 part_size: PART,
                 parallel_parts: 4,
                 spool_dir: self.dir.path().to_path_buf(),
+                bucket: "b-1".into(),
             }
         }
 
@@ -1881,7 +2154,20 @@ mod tests {
         let err = h.close().await.unwrap_err();
         assert_eq!(err.errno(), fuser::Errno::EACCES);
         assert!(f.store.get("new.txt").is_none());
-        assert_eq!(f.spool_files().len(), 1, "spool kept");
+        let files = f.spool_files();
+        assert_eq!(
+            files.len(),
+            2,
+            "spool and its journal record kept: {files:?}"
+        );
+        let record = files
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(".journal"));
+        let record = journal::read_record(record.unwrap()).unwrap();
+        assert_eq!(
+            (record.key.as_str(), record.state),
+            ("new.txt", State::Failed)
+        );
     }
 
     #[tokio::test]

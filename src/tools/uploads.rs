@@ -108,7 +108,17 @@ pub fn run(cmd: UploadsCommand) -> ExitCode {
     }
 }
 
-fn client(t: &Target) -> Result<Client, Failure> {
+impl Target {
+    pub(super) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+pub(super) fn client_for(t: &Target) -> Result<Client, Failure> {
     let bucket = t.bucket.strip_prefix("cosfs#").unwrap_or(&t.bucket);
     let (creds, _source) =
         credentials::resolve(bucket, &Lookup::from_process(t.passwd_file.as_deref()))
@@ -131,7 +141,7 @@ fn client(t: &Target) -> Result<Client, Failure> {
     Client::new(cfg).map_err(|e| usage(e.to_string()))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -189,7 +199,7 @@ fn initiated_text(t: Option<SystemTime>) -> String {
 }
 
 fn list(a: ListArgs) -> Result<(), Failure> {
-    let client = client(&a.target)?;
+    let client = client_for(&a.target)?;
     let uploads = runtime()?.block_on(all_uploads(&client, &a.target.prefix))?;
     for u in &uploads {
         println!(
@@ -216,7 +226,7 @@ fn is_old_enough(u: &UploadInfo, older_than: Duration, now: SystemTime) -> bool 
 }
 
 fn abort(a: AbortArgs) -> Result<(), Failure> {
-    let client = client(&a.target)?;
+    let client = client_for(&a.target)?;
     let rt = runtime()?;
     let uploads = rt.block_on(all_uploads(&client, &a.target.prefix))?;
     let now = SystemTime::now();

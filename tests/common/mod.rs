@@ -226,6 +226,33 @@ impl TestEnv {
         self.mount = Some(child);
     }
 
+    /// [`TestEnv::mount`], with the daemon's log (stderr, debug level) going to `log`.
+    pub fn mount_logged(&mut self, extra: &[&str], log: &Path) {
+        let mut args = vec!["-f"];
+        args.extend_from_slice(extra);
+        let file = std::fs::File::create(log).expect("log file");
+        let mut child = self
+            .cosmount_cmd(&args)
+            .env("RUST_LOG", "cosmount=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn cosmount");
+        let started = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let err = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("cosmount exited ({status}) before mounting:\n{err}");
+            }
+            if started.elapsed() > MOUNT_TIMEOUT {
+                let _ = child.kill();
+                panic!("mount did not come up within {MOUNT_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.mount = Some(child);
+    }
+
     /// Run cosmount in background (daemon) mode and return its output; the caller checks it.
     pub fn mount_background(&self, extra: &[&str]) -> Output {
         self.cosmount_cmd(extra).output().expect("run cosmount")

@@ -445,9 +445,14 @@ impl<S: ObjectStore> FsCore<S> {
             (Some(opener), Some(pid)) => thread_group_of(pid) == opener,
             _ => true,
         };
+        // While the mount stops (SIGTERM), a close by a dying process (killed by the same
+        // shutdown) is the kernel's, not the program's: the file may be half-written, so it
+        // stays in the spool journal instead of being committed.
+        let dying =
+            crate::fs::journal::stopping() && pid.is_some_and(crate::fs::journal::process_exiting);
         {
             let handle = writer.handle.lock().await;
-            if !by_opener || handle.only_open_truncate() {
+            if !by_opener || dying || handle.only_open_truncate() {
                 return handle.check_failed().map_err(FsError::from);
             }
         }
@@ -495,6 +500,12 @@ impl<S: ObjectStore> FsCore<S> {
             return;
         };
         if self.handles.remove_if_shared(fh, &writer) {
+            return;
+        }
+        if crate::fs::journal::stopping() {
+            // Stopping: what no close committed stays in the spool journal (the handle's
+            // drop keeps its spool file and record).
+            self.handles.remove(fh);
             return;
         }
         // Still registered while it uploads: an open meanwhile shares it, never reads a stale
@@ -1300,7 +1311,9 @@ mod tests {
         assert_eq!(&f.store.get("k").unwrap()[..], b"old");
         let spooled: Vec<_> = std::fs::read_dir(f._spool.path().join("spool"))
             .unwrap()
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "part"))
+            .map(|p| std::fs::read(p).unwrap())
             .collect();
         assert_eq!(
             spooled,
