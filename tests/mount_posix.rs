@@ -136,6 +136,13 @@ fn times_with_nanoseconds_ctime_atime_and_mode_zero() {
         );
     };
     check(&env, "at once");
+    let ctime = |env: &TestEnv| {
+        let m = std::fs::metadata(env.path("f")).unwrap();
+        (m.ctime(), m.ctime_nsec())
+    };
+    let before_read = ctime(&env);
+    let _ = std::fs::read(env.path("f")); // mode 0000: root reads anyway
+    assert_eq!(ctime(&env), before_read, "a read does not change ctime");
     let info = env
         .rt
         .block_on(ObjectStore::head_object(&env.client(), "f"))

@@ -64,6 +64,9 @@ impl<S: ObjectStore> OpenWriter<S> {
     }
 }
 
+/// How many times release commits a file that setattr changed meanwhile.
+const RELEASE_COMMIT_ROUNDS: usize = 3;
+
 /// The write side's settings inside the core (the open files are in the handle table).
 pub(super) struct Writers {
     settings: Mutex<Option<WriteSettings>>,
@@ -509,9 +512,19 @@ impl<S: ObjectStore> FsCore<S> {
             return;
         }
         // Still registered while it uploads: an open meanwhile shares it, never reads a stale
-        // object.
-        if let Err(e) = self.upload(&writer).await {
-            tracing::error!(path = %writer.path(), "upload at release failed: {e}");
+        // object. A setattr that found it registered may change it after the upload: upload
+        // again, and unregister under the handle's lock, so no change is left on a handle
+        // nobody will commit (setattr checks the registration under that lock too).
+        for _ in 0..RELEASE_COMMIT_ROUNDS {
+            if let Err(e) = self.upload(&writer).await {
+                tracing::error!(path = %writer.path(), "upload at release failed: {e}");
+                break;
+            }
+            let handle = writer.handle.lock().await;
+            if !handle.is_dirty() {
+                self.handles.remove(fh);
+                return;
+            }
         }
         self.handles.remove(fh);
     }
@@ -593,6 +606,12 @@ impl<S: ObjectStore> FsCore<S> {
             .or_else(|| self.writers_where(|w| w.ino == ino).into_iter().next());
         if let Some(writer) = writer {
             let mut handle = writer.handle.lock().await;
+            // A writer being released may have been unregistered while we waited for its
+            // lock (release unregisters under it): then the object itself is changed, below.
+            if self.handles.fhs_of(&writer) == 0 {
+                drop(handle);
+                return Box::pin(self.setattr(ino, None, update, size)).await;
+            }
             if let Some(size) = size {
                 handle.truncate(size).await?;
             }
