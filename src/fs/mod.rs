@@ -446,6 +446,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
             gid,
             mtime: mtime.map(resolve),
             atime: atime.map(resolve),
+            ctime: None,
         };
         self.spawn(move |core| async move {
             let fh = fh.map(|fh| fh.0);

@@ -119,6 +119,8 @@ pub struct AttrUpdate {
     pub mtime: Option<SystemTime>,
     /// Stored only when set explicitly (utimensat); reads do not update it.
     pub atime: Option<SystemTime>,
+    /// The change time to record (None: now). Fixed by the caller that also reports it.
+    pub ctime: Option<SystemTime>,
 }
 
 /// The file type an object stands for: its `x-cos-meta-mode` type bits, else a directory for
@@ -623,7 +625,8 @@ pub fn apply_attr_update(key: &str, meta: &mut BTreeMap<String, String>, update:
         meta.insert("atime".into(), format_meta_time(atime));
     }
     // Every attribute change is a status change.
-    meta.insert("ctime".into(), format_meta_time(SystemTime::now()));
+    let ctime = update.ctime.unwrap_or_else(SystemTime::now);
+    meta.insert("ctime".into(), format_meta_time(ctime));
 }
 
 /// mkdir: a 0-byte `dir/` marker carrying `S_IFDIR | perm`.
@@ -631,15 +634,15 @@ pub async fn make_dir<S: ObjectStore>(
     store: &S,
     dir_key: &str,
     perm: u32,
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
+    mtime: SystemTime,
 ) -> NsResult<PutResult> {
     let opts = PutOptions {
         content: ContentHeaders {
             content_type: Some(DIRECTORY_CONTENT_TYPE.to_string()),
             ..Default::default()
         },
-        meta: posix_meta(libc::S_IFDIR | (perm & 0o7777), uid, gid, SystemTime::now()),
+        meta: posix_meta(libc::S_IFDIR | (perm & 0o7777), uid, gid, mtime),
         ..Default::default()
     };
     store
@@ -694,8 +697,8 @@ pub async fn make_symlink<S: ObjectStore>(
     store: &S,
     key: &str,
     target: &[u8],
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
+    mtime: SystemTime,
 ) -> NsResult<PutResult> {
     if target.len() as u64 > MAX_LINK_TARGET {
         return Err(NsError::LinkTooLong {
@@ -708,7 +711,7 @@ pub async fn make_symlink<S: ObjectStore>(
             content_type: Some("application/octet-stream".to_string()),
             ..Default::default()
         },
-        meta: posix_meta(libc::S_IFLNK | 0o777, uid, gid, SystemTime::now()),
+        meta: posix_meta(libc::S_IFLNK | 0o777, uid, gid, mtime),
         ..Default::default()
     };
     store
@@ -899,6 +902,7 @@ mod tests {
             gid: None,
             mtime: Some(when),
             atime: None,
+            ctime: None,
         };
         set_attributes(&store, &NamespaceConfig::default(), &info, update)
             .await
@@ -916,7 +920,9 @@ mod tests {
     #[tokio::test]
     async fn mkdir_rmdir_and_the_emptiness_check() {
         let store = MemoryStore::new();
-        make_dir(&store, "d/", 0o750, 1, 2).await.unwrap();
+        make_dir(&store, "d/", 0o750, (1, 2), SystemTime::now())
+            .await
+            .unwrap();
         let marker = store.object("d/").unwrap();
         assert_eq!(marker.data.len(), 0);
         assert_eq!(marker.meta["mode"], (libc::S_IFDIR | 0o750).to_string());
@@ -935,7 +941,7 @@ mod tests {
     #[tokio::test]
     async fn symlinks_round_trip_the_cosfs_way() {
         let store = MemoryStore::new();
-        make_symlink(&store, "link", b"../target/file", 5, 6)
+        make_symlink(&store, "link", b"../target/file", (5, 6), SystemTime::now())
             .await
             .unwrap();
         let obj = store.object("link").unwrap();
@@ -952,7 +958,9 @@ mod tests {
             fuser::Errno::EINVAL
         );
         let long = vec![b'a'; 5000];
-        let err = make_symlink(&store, "l2", &long, 0, 0).await.unwrap_err();
+        let err = make_symlink(&store, "l2", &long, (0, 0), SystemTime::now())
+            .await
+            .unwrap_err();
         assert_eq!(err.errno(), fuser::Errno::ENAMETOOLONG);
     }
 

@@ -591,6 +591,7 @@ impl<S: ObjectStore> FsCore<S> {
             gid,
             mtime,
             atime,
+            ..
         } = update;
         let node = self.node(ino)?;
         let changes_meta = update != AttrUpdate::default();
@@ -664,7 +665,14 @@ impl<S: ObjectStore> FsCore<S> {
 
     /// chmod/chown/utimens on a closed object (a directory's marker, created if the directory
     /// is only implied by its children). Returns the new stat.
-    async fn update_metadata(&self, path: &str, kind: Kind, update: AttrUpdate) -> FsResult<Stat> {
+    async fn update_metadata(
+        &self,
+        path: &str,
+        kind: Kind,
+        mut update: AttrUpdate,
+    ) -> FsResult<Stat> {
+        // One change time for what is stored and what is reported.
+        update.ctime.get_or_insert_with(SystemTime::now);
         let settings = self.write_settings()?;
         let key = match kind {
             Kind::Dir if path.is_empty() => {
@@ -683,7 +691,8 @@ impl<S: ObjectStore> FsCore<S> {
                 let perm = update.mode.unwrap_or(d.dir_mode);
                 let uid = update.uid.unwrap_or(d.uid);
                 let gid = update.gid.unwrap_or(d.gid);
-                namespace::make_dir(&*self.store, &key, perm, uid, gid).await?;
+                namespace::make_dir(&*self.store, &key, perm, (uid, gid), SystemTime::now())
+                    .await?;
                 self.store.head_object(&key).await?
             }
             Err(e) if e.is_not_found() => return Err(FsError::NotFound),
@@ -721,8 +730,8 @@ impl<S: ObjectStore> FsCore<S> {
         self.check_writable()?;
         let (path, key) = self.new_child(parent, name)?;
         let perm = mode & !umask & 0o7777;
-        namespace::make_dir(&*self.store, &format!("{key}/"), perm, uid, gid).await?;
         let now = SystemTime::now();
+        namespace::make_dir(&*self.store, &format!("{key}/"), perm, (uid, gid), now).await?;
         let stat = Stat {
             posix: Some(PosixMeta {
                 mode: Some(libc::S_IFDIR | perm),
@@ -837,8 +846,8 @@ impl<S: ObjectStore> FsCore<S> {
         self.check_writable()?;
         let (path, key) = self.new_child(parent, name)?;
         let target = target.as_os_str().as_bytes();
-        let result = namespace::make_symlink(&*self.store, &key, target, uid, gid).await?;
         let now = SystemTime::now();
+        let result = namespace::make_symlink(&*self.store, &key, target, (uid, gid), now).await?;
         let stat = Stat {
             size: target.len() as u64,
             etag: Some(result.etag),
@@ -1183,6 +1192,7 @@ mod tests {
                     gid: Some(43),
                     mtime: Some(when),
                     atime: None,
+                    ctime: None,
                 },
                 None,
             )
