@@ -189,7 +189,8 @@ async fn abort_recorded(client: &Client, r: &Record) -> Result<(), String> {
     };
     match client.abort_multipart(&r.key, id).await {
         Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        // NoSuchUpload: the daemon (or COS) already ended it.
+        Err(e) if e.is_not_found() || e.kind() == crate::cos::ErrorKind::NoSuchUpload => Ok(()),
         Err(e) => Err(format!("aborting upload {id}: {e}")),
     }
 }
