@@ -94,9 +94,53 @@ pub fn list_buckets(ctx: &mut Ctx) -> OpResult<Response<Body>> {
 }
 
 /// One entry of a listing page.
-enum Entry {
+pub(super) enum Entry {
     Object(crate::model::ObjectMeta),
     CommonPrefix(String),
+}
+
+/// One page of a listing (V1 and V2 alike): objects under `prefix` after `marker`, keys
+/// sharing a `delimiter`-ended prefix rolled up into one common prefix, at most `max_keys`
+/// entries; true when more follow.
+pub(super) fn scan_page(
+    bucket: &Bucket,
+    prefix: &str,
+    delimiter: &str,
+    marker: &str,
+    max_keys: usize,
+) -> (Vec<Entry>, bool) {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut truncated = false;
+    let after = (!marker.is_empty()).then_some(marker);
+    bucket.scan(prefix, after, |meta| {
+        let common = if delimiter.is_empty() {
+            None
+        } else {
+            meta.key[prefix.len()..]
+                .find(delimiter)
+                .map(|i| meta.key[..prefix.len() + i + delimiter.len()].to_string())
+        };
+        if let Some(cp) = common {
+            // Keys under a prefix already returned (or under the marker itself) are skipped.
+            let seen = matches!(entries.last(), Some(Entry::CommonPrefix(last)) if *last == cp);
+            if seen || cp.as_str() <= marker {
+                return true;
+            }
+            if entries.len() >= max_keys {
+                truncated = true;
+                return false;
+            }
+            entries.push(Entry::CommonPrefix(cp));
+        } else {
+            if entries.len() >= max_keys {
+                truncated = true;
+                return false;
+            }
+            entries.push(Entry::Object(meta.clone()));
+        }
+        true
+    });
+    (entries, truncated)
 }
 
 pub fn list_objects(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>> {
@@ -118,37 +162,7 @@ pub fn list_objects(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Bo
         Some(_) => return Err(CosErr::invalid_argument("encoding-type must be url.")),
     };
 
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut truncated = false;
-    let after = (!marker.is_empty()).then_some(marker.as_str());
-    bucket.scan(&prefix, after, |meta| {
-        let common = if delimiter.is_empty() {
-            None
-        } else {
-            meta.key[prefix.len()..]
-                .find(&delimiter)
-                .map(|i| meta.key[..prefix.len() + i + delimiter.len()].to_string())
-        };
-        if let Some(cp) = common {
-            // Keys under a prefix already returned (or under the marker itself) are skipped.
-            let seen = matches!(entries.last(), Some(Entry::CommonPrefix(last)) if *last == cp);
-            if seen || cp.as_str() <= marker.as_str() {
-                return true;
-            }
-            if entries.len() >= max_keys {
-                truncated = true;
-                return false;
-            }
-            entries.push(Entry::CommonPrefix(cp));
-        } else {
-            if entries.len() >= max_keys {
-                truncated = true;
-                return false;
-            }
-            entries.push(Entry::Object(meta.clone()));
-        }
-        true
-    });
+    let (entries, truncated) = scan_page(bucket, &prefix, &delimiter, &marker, max_keys);
 
     let enc = |s: &str| {
         if url {

@@ -7,6 +7,7 @@ use axum::body::Body;
 use base64::Engine;
 use hyper::Response;
 
+use super::bucket::{scan_page, Entry};
 use super::{authorize, iso_date, owner_uin, set_header, url_encode_key, xml_response, Access};
 use crate::error::{CosErr, OpResult};
 use crate::server::Ctx;
@@ -18,11 +19,6 @@ const MAX_LIST_KEYS: usize = 1000;
 
 /// The S3 namespace of ListBucketResult.
 const S3_XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
-
-enum Entry {
-    Object(crate::model::ObjectMeta),
-    CommonPrefix(String),
-}
 
 /// Continuation tokens are the last key (or common prefix) of the page, base64url: opaque to
 /// clients, and a token that does not decode is refused.
@@ -66,38 +62,12 @@ pub fn list_objects_v2(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response
         None => start_after.clone(),
     };
 
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut truncated = false;
-    let after = (!marker.is_empty()).then_some(marker.as_str());
-    if max_keys > 0 {
-        bucket.scan(&prefix, after, |meta| {
-            let common = if delimiter.is_empty() {
-                None
-            } else {
-                meta.key[prefix.len()..]
-                    .find(&delimiter)
-                    .map(|i| meta.key[..prefix.len() + i + delimiter.len()].to_string())
-            };
-            if let Some(cp) = common {
-                let seen = matches!(entries.last(), Some(Entry::CommonPrefix(last)) if *last == cp);
-                if seen || cp.as_str() <= marker.as_str() {
-                    return true;
-                }
-                if entries.len() >= max_keys {
-                    truncated = true;
-                    return false;
-                }
-                entries.push(Entry::CommonPrefix(cp));
-            } else {
-                if entries.len() >= max_keys {
-                    truncated = true;
-                    return false;
-                }
-                entries.push(Entry::Object(meta.clone()));
-            }
-            true
-        });
-    }
+    // max-keys=0 is an empty, untruncated page (S3), not "truncated before the first key".
+    let (entries, truncated) = if max_keys > 0 {
+        scan_page(bucket, &prefix, &delimiter, &marker, max_keys)
+    } else {
+        (Vec::new(), false)
+    };
 
     let enc = |s: &str| {
         if url {
