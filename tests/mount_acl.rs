@@ -52,14 +52,7 @@ fn put_with(env: &TestEnv, key: &str, body: impl Into<Bytes>, acl: Option<AclHea
         acl,
         ..Default::default()
     };
-    env.rt
-        .block_on(ObjectStore::put_object(
-            &env.client(),
-            key,
-            body.into(),
-            &opts,
-        ))
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    env.put_with_options(key, body, &opts);
 }
 
 fn acl_of(env: &TestEnv, key: &str) -> AclInfo {

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::{pattern, TestEnv};
 use cosmount::cos::acl::Grantee;
-use cosmount::cos::store::{ObjectInfo, PutOptions};
+use cosmount::cos::store::ObjectInfo;
 use cosmount::cos::ObjectStore;
 
 const ALL_USERS: &str = "http://cam.qcloud.com/groups/global/AllUsers";
@@ -118,21 +118,8 @@ fn head(env: &TestEnv, key: &str) -> ObjectInfo {
 }
 
 fn put_with_meta(env: &TestEnv, key: &str, body: Vec<u8>, meta: &[(&str, &str)]) {
-    let opts = PutOptions {
-        meta: meta
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        ..Default::default()
-    };
-    env.rt
-        .block_on(ObjectStore::put_object(
-            &env.client(),
-            key,
-            body.into(),
-            &opts,
-        ))
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    let meta: Vec<(&str, String)> = meta.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.put_with_meta(key, body, &meta);
 }
 
 #[test]

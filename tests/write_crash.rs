@@ -15,29 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::{cosmount_bin, pattern, TestEnv, BUCKET, SECRET_ID, SECRET_KEY};
 use cosmount::cos::multipart::ListUploadsParams;
-use cosmount::cos::ObjectStore;
 
 const MIB: usize = 1 << 20;
 /// Upper bound for waits on the daemon; only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The object's bytes as COS holds them (`None` when there is no such object).
-fn object(env: &TestEnv, key: &str) -> Option<Vec<u8>> {
-    let client = env.client();
-    let info = match env.rt.block_on(ObjectStore::head_object(&client, key)) {
-        Ok(info) => info,
-        Err(e) if e.is_not_found() => return None,
-        Err(e) => panic!("HEAD {key}: {e}"),
-    };
-    if info.size == 0 {
-        return Some(Vec::new());
-    }
-    let got = env
-        .rt
-        .block_on(ObjectStore::get_range(&client, key, 0, info.size, None))
-        .unwrap_or_else(|e| panic!("GET {key}: {e}"));
-    Some(got.data.to_vec())
-}
 
 /// Keys of the bucket's incomplete multipart uploads.
 fn pending_uploads(env: &TestEnv) -> Vec<String> {
@@ -165,8 +146,8 @@ fn kill_9_mid_write_leaves_a_journal_that_recover_commits_or_discards() {
     drop(fa);
     drop(fb);
 
-    assert_eq!(object(&env, "crash/a.bin"), None, "no partial object");
-    assert_eq!(object(&env, "crash/b.bin"), None, "no partial object");
+    assert_eq!(env.object_bytes("crash/a.bin"), None, "no partial object");
+    assert_eq!(env.object_bytes("crash/b.bin"), None, "no partial object");
     assert!(
         !pending_uploads(&env).is_empty(),
         "the crashed mount's multipart uploads are still there (streamed parts)"
@@ -196,11 +177,14 @@ fn kill_9_mid_write_leaves_a_journal_that_recover_commits_or_discards() {
     let committed = recover(&env, cache.path(), &["--commit", "--key", "crash/a.bin"]);
     assert!(committed.status.success(), "{}", text(&committed.stderr));
     assert!(text(&committed.stdout).starts_with("committed\tcrash/a.bin\t"));
-    assert!(object(&env, "crash/a.bin").unwrap() == a, "the right bytes");
+    assert!(
+        env.object_bytes("crash/a.bin").unwrap() == a,
+        "the right bytes"
+    );
 
     let discarded = recover(&env, cache.path(), &["--discard", "--key", "crash/b.bin"]);
     assert!(discarded.status.success(), "{}", text(&discarded.stderr));
-    assert_eq!(object(&env, "crash/b.bin"), None);
+    assert_eq!(env.object_bytes("crash/b.bin"), None);
 
     assert_eq!(
         pending_uploads(&env),
@@ -241,7 +225,7 @@ fn recover_does_not_overwrite_a_newer_object() {
         text(&out.stderr)
     );
     assert_eq!(
-        object(&env, "c/f.txt").unwrap(),
+        env.object_bytes("c/f.txt").unwrap(),
         b"version 2 from elsewhere"
     );
     assert_eq!(
@@ -277,13 +261,16 @@ fn recover_of_a_partial_rewrite_keeps_the_unwritten_bytes() {
     let _ = daemon.wait();
     env.unmount();
     drop(f);
-    assert!(object(&env, "p/big.bin").unwrap() == original, "untouched");
+    assert!(
+        env.object_bytes("p/big.bin").unwrap() == original,
+        "untouched"
+    );
     let out = recover(&env, cache.path(), &["--commit"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut expected = original;
     expected[5 * MIB..5 * MIB + 21].copy_from_slice(b"changed in the middle");
     expected.extend_from_slice(b"and at the end");
-    assert!(object(&env, "p/big.bin").unwrap() == expected);
+    assert!(env.object_bytes("p/big.bin").unwrap() == expected);
     assert_eq!(spool_entries(cache.path()), Vec::<PathBuf>::new());
     assert_eq!(pending_uploads(&env), Vec::<String>::new());
 }
@@ -330,7 +317,7 @@ fn sigterm_during_dd_leaves_the_file_in_the_journal() {
     env.unmount();
     drop(dd);
 
-    assert_eq!(object(&env, "term/f.bin"), None, "no partial object");
+    assert_eq!(env.object_bytes("term/f.bin"), None, "no partial object");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(
         log_text.contains("not committed: left in the spool journal")
@@ -347,7 +334,7 @@ fn sigterm_during_dd_leaves_the_file_in_the_journal() {
     let out = recover(&env, cache.path(), &["--commit"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        object(&env, "term/f.bin").unwrap()[..] == data[..20 * MIB],
+        env.object_bytes("term/f.bin").unwrap()[..] == data[..20 * MIB],
         "what dd had written"
     );
     assert_eq!(pending_uploads(&env), Vec::<String>::new());
@@ -384,10 +371,10 @@ fn sigterm_still_commits_closed_files() {
     drop(open);
     wait_exit(env.mount_process().unwrap());
     env.unmount();
-    assert!(object(&env, "closed.bin").unwrap() == done);
+    assert!(env.object_bytes("closed.bin").unwrap() == done);
     let mut expected = pattern(MIB, 4);
     expected.extend_from_slice(b"tail");
-    assert!(object(&env, "open.bin").unwrap() == expected);
+    assert!(env.object_bytes("open.bin").unwrap() == expected);
     let listed = recover(&env, cache.path(), &[]);
     assert_eq!(text(&listed.stdout), "", "nothing left in the journal");
 }
@@ -409,7 +396,7 @@ fn a_lost_initiate_answer_leaves_no_upload_behind() {
     f.sync_all().expect("the upload succeeds");
     drop(f);
     env.clear_faults();
-    assert!(object(&env, "init/f.bin").unwrap() == data);
+    assert!(env.object_bytes("init/f.bin").unwrap() == data);
     let initiates = std::fs::read_to_string(&env.access_log)
         .unwrap()
         .lines()

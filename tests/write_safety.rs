@@ -15,24 +15,6 @@ use cosmount::cos::ObjectStore;
 
 const MIB: usize = 1 << 20;
 
-/// The object's bytes as COS holds them (`None` when there is no such object).
-fn object(env: &TestEnv, key: &str) -> Option<Vec<u8>> {
-    let client = env.client();
-    let info = match env.rt.block_on(ObjectStore::head_object(&client, key)) {
-        Ok(info) => info,
-        Err(e) if e.is_not_found() => return None,
-        Err(e) => panic!("HEAD {key}: {e}"),
-    };
-    if info.size == 0 {
-        return Some(Vec::new());
-    }
-    let got = env
-        .rt
-        .block_on(ObjectStore::get_range(&client, key, 0, info.size, None))
-        .unwrap_or_else(|e| panic!("GET {key}: {e}"));
-    Some(got.data.to_vec())
-}
-
 /// One access-log line: operation, status, bytes received.
 #[derive(Debug, Clone)]
 struct Logged {
@@ -145,7 +127,7 @@ fn a_full_spool_disk_fails_the_handle_and_keeps_the_old_object() {
     assert!(!out.status.success(), "cp must fail on a full spool disk");
     // A later close of a new handle on it still sees the old content...
     assert!(
-        object(&env, "full/f.bin") == Some(old.clone()),
+        env.object_bytes("full/f.bin") == Some(old.clone()),
         "old object kept"
     );
     // ... and writing the file by hand: the write fails, and so does close (sticky).
@@ -165,7 +147,7 @@ fn a_full_spool_disk_fails_the_handle_and_keeps_the_old_object() {
     assert!(f.sync_all().is_err(), "fsync after a failed write fails");
     drop(f);
     assert!(
-        object(&env, "full/f.bin") == Some(old),
+        env.object_bytes("full/f.bin") == Some(old),
         "old object still kept"
     );
     let _ = File::open(env.path("full")); // the mount is still alive
@@ -245,7 +227,7 @@ fn a_body_damaged_in_transit_never_replaces_the_object() {
         f.write_all(&new)?;
         f.sync_all()
     })();
-    let stored = object(&env, "md5/f.bin").unwrap();
+    let stored = env.object_bytes("md5/f.bin").unwrap();
     match written {
         Ok(()) => assert!(
             stored == new,
@@ -306,7 +288,7 @@ fn rewrites_of_parts_in_flight_end_with_the_right_object() {
     }
     f.sync_all().unwrap();
     drop(f);
-    let stored = object(&env, "race/f.bin").unwrap();
+    let stored = env.object_bytes("race/f.bin").unwrap();
     assert_eq!(stored.len(), reference.len());
     assert!(stored == reference, "the object equals the local reference");
 }
@@ -324,7 +306,7 @@ fn only_the_openers_close_commits_and_never_an_untouched_truncation() {
     let file = env.path("sh/x.txt");
     let out = sh(&format!("printf x > '{}'", file.display()));
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(object(&env, "sh/x.txt").unwrap(), b"x");
+    assert_eq!(env.object_bytes("sh/x.txt").unwrap(), b"x");
     let puts: Vec<u64> = requests_on(&env, "sh/x.txt")
         .iter()
         .filter(|r| r.op == "PutObject")
@@ -339,7 +321,7 @@ fn only_the_openers_close_commits_and_never_an_untouched_truncation() {
         looped.display()
     ));
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(object(&env, "sh/loop.bin").unwrap().len(), 12 * MIB);
+    assert_eq!(env.object_bytes("sh/loop.bin").unwrap().len(), 12 * MIB);
     let commits = count_ok(&env, "sh/loop.bin", "CompleteMultipartUpload")
         + count_ok(&env, "sh/loop.bin", "PutObject");
     assert_eq!(commits, 1, "one commit for the whole loop");
@@ -384,7 +366,7 @@ fn two_appending_writers_lose_no_line() {
     drop(a);
     b.sync_all().unwrap();
     drop(b);
-    let text = String::from_utf8(object(&env, "app/log.txt").unwrap()).unwrap();
+    let text = String::from_utf8(env.object_bytes("app/log.txt").unwrap()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 401, "every line kept");
     assert_eq!(lines[0], "start");
@@ -416,7 +398,7 @@ fn a_lost_complete_answer_is_checked_against_the_object() {
         .expect("fsync succeeds: the object is committed");
     drop(f);
     env.clear_faults();
-    assert!(object(&env, "lost/f.bin").unwrap() == data);
+    assert!(env.object_bytes("lost/f.bin").unwrap() == data);
 }
 
 /// Item 8: a 5 s outage (every request answered 503 SlowDown) does not fail a write: the
@@ -437,5 +419,5 @@ fn a_five_second_outage_does_not_fail_a_write() {
     env.clear_faults();
     let synced = syncing.join().unwrap();
     synced.expect("the write survives the outage");
-    assert!(object(&env, "outage/f.bin").unwrap() == data);
+    assert!(env.object_bytes("outage/f.bin").unwrap() == data);
 }

@@ -108,14 +108,17 @@ impl TestEnv {
     }
 
     pub fn put(&self, key: &str, body: impl Into<Bytes>) {
-        let client = self.client();
-        let body = body.into();
+        self.put_with_options(key, body, &PutOptions::default());
+    }
+
+    /// Put an object through the client with these options (metadata, ACL, class...).
+    pub fn put_with_options(&self, key: &str, body: impl Into<Bytes>, opts: &PutOptions) {
         self.rt
             .block_on(ObjectStore::put_object(
-                &client,
+                &self.client(),
                 key,
-                body,
-                &PutOptions::default(),
+                body.into(),
+                opts,
             ))
             .unwrap_or_else(|e| panic!("put {key}: {e}"));
     }
@@ -129,14 +132,25 @@ impl TestEnv {
                 .collect(),
             ..Default::default()
         };
-        self.rt
-            .block_on(ObjectStore::put_object(
-                &self.client(),
-                key,
-                body.into(),
-                &opts,
-            ))
-            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+        self.put_with_options(key, body, &opts);
+    }
+
+    /// The object's bytes as COS holds them, read through the client (`None`: no object).
+    pub fn object_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        let client = self.client();
+        let info = match self.rt.block_on(ObjectStore::head_object(&client, key)) {
+            Ok(info) => info,
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => panic!("HEAD {key}: {e}"),
+        };
+        if info.size == 0 {
+            return Some(Vec::new());
+        }
+        let got = self
+            .rt
+            .block_on(ObjectStore::get_range(&client, key, 0, info.size, None))
+            .unwrap_or_else(|e| panic!("GET {key}: {e}"));
+        Some(got.data.to_vec())
     }
 
     /// Put many small objects concurrently.
