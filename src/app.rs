@@ -483,7 +483,7 @@ fn fs_config(cfg: &MountConfig) -> FsConfig {
         read_only: cfg.read_only,
         meta: cfg.meta,
         // Keyed by the endpoint too: two servers may hold buckets of the same name.
-        learned_file: Some(learned_dir(cfg).join(crate::fs::names::learned::file_name(
+        learned_file: Some(cache_dir(cfg).join(crate::fs::names::learned::file_name(
             &cfg.bucket,
             &format!(
                 "{}|{}|{}",
@@ -495,8 +495,8 @@ fn fs_config(cfg: &MountConfig) -> FsConfig {
     }
 }
 
-/// Where learned metadata is kept between mounts: the cache directory (beside the spool).
-fn learned_dir(cfg: &MountConfig) -> std::path::PathBuf {
+/// The cache directory: spool files and the learned metadata kept between mounts.
+fn cache_dir(cfg: &MountConfig) -> std::path::PathBuf {
     cfg.cache_dir
         .clone()
         .unwrap_or_else(crate::fs::spool::default_cache_dir)
@@ -643,10 +643,7 @@ fn log_left_in_journal(spool_dir: &Path, bucket: &str) {
 
 /// Upload settings from the mount options; creates the spool directory.
 fn write_settings(cfg: &MountConfig) -> anyhow::Result<WriteSettings> {
-    let cache_dir = cfg
-        .cache_dir
-        .clone()
-        .unwrap_or_else(crate::fs::spool::default_cache_dir);
+    let cache_dir = cache_dir(cfg);
     let mut settings = WriteSettings::in_cache_dir(&cache_dir).with_context(|| {
         format!(
             "cannot create the spool directory under {} (set -o cache_dir=PATH)",

@@ -329,10 +329,9 @@ impl<S: ObjectStore> Names<S> {
         if unknown.is_empty() || self.cfg.meta == MetaSource::List {
             return Ok(Listing::from_entries(entries));
         }
-        let kinds: Vec<Kind> = unknown.iter().map(|(i, _)| entries[*i].kind).collect();
         let resolved: Vec<(usize, FsResult<Option<Found>>)> =
-            stream::iter(unknown.into_iter().zip(kinds).map(|((i, key), kind)| {
-                let stat = entries[i].stat.clone();
+            stream::iter(unknown.into_iter().map(|(i, key)| {
+                let (kind, stat) = (entries[i].kind, entries[i].stat.clone());
                 async move { (i, self.head_entry(&key, kind, stat).await) }
             }))
             .buffer_unordered(HEAD_PARALLELISM)
@@ -465,8 +464,9 @@ impl<S: ObjectStore> Names<S> {
         if let Some(l) = self.listings.get(dir_path) {
             return Ok(l.get(name).map(|e| (e.kind, e.stat.clone())));
         }
+        // With stat_ttl=0 nothing is cached, so a whole listing per lookup would only cost more.
         let was_listed = lock(&self.listed).get(dir_path).copied();
-        if was_listed.is_some_and(|n| n <= WHOLE_REFRESH_MAX) {
+        if !self.cfg.stat_ttl.is_zero() && was_listed.is_some_and(|n| n <= WHOLE_REFRESH_MAX) {
             let l = self.listing(dir_path).await?;
             return Ok(l.get(name).map(|e| (e.kind, e.stat.clone())));
         }
