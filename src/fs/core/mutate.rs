@@ -529,23 +529,6 @@ impl<S: ObjectStore> FsCore<S> {
         self.handles.remove(fh);
     }
 
-    /// Upload every file still open for writing, as close would (before an unmount on
-    /// SIGTERM, so nothing written before the signal is lost). Returns (uploaded, failed);
-    /// a failed file keeps its spool file (see [`WriteHandle`]'s drop) and is logged.
-    pub async fn upload_open_files(&self) -> (usize, usize) {
-        let (mut uploaded, mut failed) = (0, 0);
-        for writer in self.writers_where(|w| !w.unlinked.load(Ordering::Relaxed)) {
-            match self.upload(&writer).await {
-                Ok(()) => uploaded += 1,
-                Err(e) => {
-                    failed += 1;
-                    tracing::error!(path = %writer.path(), "upload before unmount failed: {e}");
-                }
-            }
-        }
-        (uploaded, failed)
-    }
-
     /// What a file open for writing will be uploaded with (headers, user metadata with
     /// cosmount's own mode/uid/gid/mtime, storage class, canned ACL), or `None` when no write
     /// handle is open on `ino`. For xattrs, which must see and change the pending upload.

@@ -188,14 +188,6 @@ impl<S: ObjectStore> Names<S> {
         }
     }
 
-    pub fn mount_time(&self) -> SystemTime {
-        self.mount_time
-    }
-
-    pub fn stat_ttl(&self) -> Duration {
-        self.cfg.stat_ttl
-    }
-
     /// The kernel channel, once the session exists: lets a version change reach the kernel.
     pub fn set_notifier(&self, notifier: Notifier) {
         let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(INVALIDATION_QUEUE);
@@ -609,10 +601,6 @@ impl<S: ObjectStore> Names<S> {
         let found =
             listing::lookup_key(&*self.store, &self.file_key(path), self.mount_time).await?;
         Ok(found.map(|(kind, _)| kind))
-    }
-
-    pub fn report_hidden(&self, key: &str, why: &str) {
-        self.hidden.report(key, why);
     }
 
     // ---- changes made through the mount: the only invalidation code ----
