@@ -541,6 +541,12 @@ fn serve(
     core.set_write_settings(settings);
     let fs = CosFs::new(core.clone(), rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
+    // Before mounting: a signal that arrives as soon as the mount is visible must already take
+    // the orderly path, not the default action (which would leave a dead mount).
+    let mut signals = {
+        let _in_runtime = rt.enter();
+        StopSignals::install()
+    };
     let mut session = match dev_fd(&cfg.mountpoint) {
         // SAFETY: mount.fuse3 handed us this open /dev/fuse descriptor to own.
         Some(fd) => Session::from_fd(
@@ -563,7 +569,7 @@ fn serve(
     let bucket = cfg.bucket.clone();
     let stop_spool_dir = spool_dir.clone();
     rt.spawn(async move {
-        wait_for_stop_signal().await;
+        wait_for_stop_signal(&mut signals).await;
         // From now on nothing open for writing is committed unless its program closes it:
         // a half-written file stays in the journal. Commits of closed files finish first
         // (bounded, so a dead network cannot keep a stopping service alive).
@@ -594,7 +600,7 @@ fn serve(
         // are done, so after a short grace (or a second signal) exit regardless.
         tokio::select! {
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-            _ = wait_for_stop_signal() => {}
+            _ = wait_for_stop_signal(&mut signals) => {}
         }
         tracing::warn!(
             "files are still open on the unmounted mount; exiting anyway; {}",
@@ -670,18 +676,36 @@ fn detach(mountpoint: &Path) -> std::io::Result<()> {
     }
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop with umount");
+/// SIGTERM and SIGINT, caught from the moment this is called (inside the runtime).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(StopSignals { term, int }),
+            _ => {
+                tracing::warn!("cannot install signal handlers; stop with umount");
+                None
+            }
+        }
+    }
+}
+
+/// The next SIGTERM or SIGINT (never, without handlers).
+async fn wait_for_stop_signal(signals: &mut Option<StopSignals>) {
+    let Some(s) = signals else {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = s.term.recv() => {}
+        _ = s.int.recv() => {}
     }
 }
 
