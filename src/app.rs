@@ -479,6 +479,7 @@ fn fs_config(cfg: &MountConfig) -> FsConfig {
             read_only: cfg.read_only,
         },
         stat_ttl: cfg.stat_ttl,
+        open_trust: cfg.attr_timeout.min(cfg.stat_ttl),
         cache_size: cfg.cache_size,
         read_only: cfg.read_only,
         meta: cfg.meta,

@@ -99,3 +99,62 @@ fn object_overwritten_under_open_reader_gives_eio_not_mixed_bytes() {
         "reopened file must be the new version"
     );
 }
+
+/// The first open of a version just looked up sends no HEAD (the lookup gave its size and
+/// ETag; the GET's If-Match checks them). If the object was overwritten by another client after
+/// the lookup, the read returns the current version whole, or EIO, never the new bytes under
+/// the old size; a reopen of a version already read asks COS before the kernel may keep its
+/// pages.
+#[test]
+fn first_open_needs_no_head_and_a_stale_lookup_reads_the_current_version() {
+    let mut env = TestEnv::start();
+    env.put("a.bin", pattern(300_000, 1));
+    env.put("grow.bin", pattern(1000, 2));
+    env.put("shrink.bin", pattern(3 << 20, 3));
+    // A long stat TTL and attribute timeout: the mount keeps believing the lookup's ETag and
+    // size, so only the GET can find out.
+    env.mount(&["-o", "stat_ttl=600,attr_timeout=600"]);
+    for name in ["a.bin", "grow.bin", "shrink.bin"] {
+        std::fs::metadata(env.path(name)).unwrap();
+    }
+
+    let before = env.requests();
+    let got = std::fs::read(env.path("a.bin")).unwrap();
+    let after = env.requests();
+    assert!(got == pattern(300_000, 1), "content of a.bin differs");
+    assert_eq!(after.head_object, before.head_object, "open sent a HEAD");
+    assert!(after.get_object > before.get_object);
+
+    env.put("grow.bin", pattern(5 << 20, 4));
+    env.put("shrink.bin", pattern(10, 5));
+    let grown = std::fs::read(env.path("grow.bin")).unwrap();
+    assert_eq!(grown.len(), 5 << 20, "grown object read with its old size");
+    assert!(grown == pattern(5 << 20, 4), "content of grow.bin differs");
+    // A shorter object cannot be served under the size the kernel was told (it would pad it
+    // with zeros): that open fails with EIO, the next one reads it.
+    match std::fs::read(env.path("shrink.bin")) {
+        Ok(got) => assert!(got == pattern(10, 5), "shrink.bin: {} bytes", got.len()),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "got {e}"),
+    }
+    let shrunk = std::fs::read(env.path("shrink.bin")).unwrap();
+    assert!(
+        shrunk == pattern(10, 5),
+        "shrink.bin: {} bytes",
+        shrunk.len()
+    );
+    assert_eq!(
+        std::fs::metadata(env.path("grow.bin")).unwrap().len(),
+        5 << 20
+    );
+
+    // a.bin was read once: its next open asks (the kernel would otherwise serve its pages),
+    // and sees an overwrite of the same size.
+    env.put("a.bin", pattern(300_000, 6));
+    let before = env.requests();
+    let again = std::fs::read(env.path("a.bin")).unwrap();
+    assert!(
+        again == pattern(300_000, 6),
+        "reopen served the old version"
+    );
+    assert_eq!(env.requests().head_object, before.head_object + 1);
+}

@@ -35,6 +35,9 @@ pub struct FsConfig {
     pub defaults: AttrDefaults,
     /// TTL of cosmount's metadata and listing cache.
     pub stat_ttl: Duration,
+    /// How long after COS confirmed a file's ETag an open trusts it without a HEAD (the
+    /// kernel's attribute timeout, capped by `stat_ttl`; zero: every open sends a HEAD).
+    pub open_trust: Duration,
     /// Byte budget of the block cache.
     pub cache_size: u64,
     pub read_only: bool,
@@ -217,9 +220,13 @@ impl<S: ObjectStore> FsCore<S> {
         self.handles.remove(fh);
     }
 
-    /// Open a file for reading: one HEAD for the current ETag, size and x-cos-meta-*.
-    /// Returns the handle and whether the kernel may keep its page cache (same ETag as the
-    /// previous open).
+    /// Open a file for reading. The first open of a version just looked up needs no request:
+    /// the lookup gave its size and ETag (confirmed by COS within `open_trust`), and the first
+    /// GET's If-Match validates them (a stale ETag re-opens the handle on the current version,
+    /// see [`Self::read`]). Other opens ask COS with a HEAD: older metadata, and an open that
+    /// would let the kernel keep its page cache (same ETag as the previous open of the inode),
+    /// since the kernel then serves cached pages without asking us.
+    /// Returns the handle and whether the kernel may keep its page cache.
     pub async fn open(&self, ino: u64, write: bool) -> FsResult<(u64, bool)> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
@@ -229,18 +236,41 @@ impl<S: ObjectStore> FsCore<S> {
             return Err(FsError::ReadOnly);
         }
         let key = self.file_key(&node.path);
-        let info = self.store.head_object(&key).await.map_err(|e| {
+        if let Some(etag) = node.stat.etag.as_deref() {
+            let fresh = node.stat_at.elapsed() < self.cfg.open_trust;
+            if fresh && !self.names.inodes.was_opened_at(ino, etag) {
+                self.names.inodes.note_open(ino, etag);
+                let handle = ReadHandle::new(ino, &key, etag, node.stat.size, false);
+                let fh = self.handles.insert(Handle::Read(Arc::new(handle)));
+                return Ok((fh, false));
+            }
+        }
+        let handle = self.open_current(ino, &key, true).await?;
+        let keep_cache = self.names.inodes.note_open(ino, handle.etag());
+        let fh = self.handles.insert(Handle::Read(handle));
+        Ok((fh, keep_cache))
+    }
+
+    /// A read handle on the object's current version, from a HEAD; the kernel's attributes (and
+    /// with `drop_pages` its pages) of the inode are dropped if that is another version than it
+    /// was told.
+    async fn open_current(
+        &self,
+        ino: u64,
+        key: &str,
+        drop_pages: bool,
+    ) -> FsResult<Arc<ReadHandle>> {
+        let info = self.store.head_object(key).await.map_err(|e| {
             if e.is_not_found() {
                 FsError::NotFound
             } else {
                 FsError::from(e)
             }
         })?;
-        self.names.note_opened(ino, &key, &info).await?;
-        let keep_cache = self.names.inodes.note_open(ino, &info.etag);
-        let handle = ReadHandle::new(ino, &key, &info.etag, info.size);
-        let fh = self.handles.insert(Handle::Read(Arc::new(handle)));
-        Ok((fh, keep_cache))
+        self.names.note_opened(ino, key, &info, drop_pages).await?;
+        Ok(Arc::new(ReadHandle::new(
+            ino, key, &info.etag, info.size, true,
+        )))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
@@ -248,7 +278,28 @@ impl<S: ObjectStore> FsCore<S> {
             return result;
         }
         let handle = self.handles.read(fh).ok_or(FsError::BadHandle(fh))?;
-        handle.read(&self.store, &self.blocks, offset, size).await
+        match handle.read(&self.store, &self.blocks, offset, size).await {
+            // The ETag the open took from the lookup is stale, and the reader has seen no byte
+            // of it: re-open at the current version, as a HEAD at open would have.
+            Err(e) if e.is_object_changed() && !handle.is_confirmed() => {
+                let key = self.file_key(&self.node(handle.ino)?.path);
+                let current = self.open_current(handle.ino, &key, false).await?;
+                // The kernel reads up to the size it was told; past a shorter object's end it
+                // would fill in zeros: fail this open instead (the next one sees the new size).
+                if current.size() < handle.size() {
+                    tracing::info!(key, "object shrank since its lookup: this open fails, the next one reads the new version");
+                    return Err(e);
+                }
+                tracing::debug!(key, "ETag from the lookup was stale; re-opening");
+                self.names.inodes.note_open(handle.ino, current.etag());
+                let handle = self
+                    .handles
+                    .replace_read(fh, &handle, current)
+                    .ok_or(FsError::BadHandle(fh))?;
+                handle.read(&self.store, &self.blocks, offset, size).await
+            }
+            other => other,
+        }
     }
 
     pub fn release(&self, fh: u64) {

@@ -110,6 +110,17 @@ fn is_routine_errno(e: Errno) -> bool {
     .contains(&e)
 }
 
+impl FsError {
+    /// A GET's If-Match failed: the object is no longer the version the handle read.
+    pub fn is_object_changed(&self) -> bool {
+        match self {
+            FsError::ObjectChanged { .. } => true,
+            FsError::Shared(inner) => inner.is_object_changed(),
+            _ => false,
+        }
+    }
+}
+
 impl ToErrno for FsError {
     fn errno(&self) -> Errno {
         match self {

@@ -3,7 +3,10 @@
 //! An open file is read with ranged GETs, each carrying `If-Match: <ETag known at open>`, so a
 //! reader never gets a mix of two versions: when the object changes, the next GET answers 412
 //! and the read fails with EIO. The ETag and size may come from the lookup rather than a HEAD
-//! at open; the first GET's If-Match then validates them.
+//! at open (an *unconfirmed* handle); the first GET's If-Match then validates them, and until
+//! one GET has, nothing is served from the block cache (it could hold that ETag's blocks from
+//! before an out-of-band overwrite). A 412 on an unconfirmed handle is not an error of the
+//! reader: it has seen no byte yet, so the core re-opens it at the current version.
 //!
 //! Data is fetched in *runs*: one ranged GET covering whole [`BLOCK_SIZE`] blocks, received
 //! straight into one buffer per block (one copy from the network). The blocks go into the
@@ -28,6 +31,7 @@
 //! again if still needed).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
@@ -89,6 +93,8 @@ pub struct ReadHandle {
     key: Arc<str>,
     etag: Arc<str>,
     size: u64,
+    /// A GET (or the HEAD at open) has shown that `etag` is the object's version.
+    confirmed: Arc<AtomicBool>,
     state: Arc<Mutex<ReadState>>,
 }
 
@@ -177,7 +183,8 @@ impl Reclaim for Handles {
 }
 
 impl ReadHandle {
-    pub fn new(ino: u64, key: &str, etag: &str, size: u64) -> Self {
+    /// A handle on version `etag` of `key`; `confirmed` when a HEAD has just shown it current.
+    pub fn new(ino: u64, key: &str, etag: &str, size: u64, confirmed: bool) -> Self {
         let state = Arc::new(Mutex::new(ReadState {
             next_offset: 0,
             streak: 0,
@@ -191,12 +198,23 @@ impl ReadHandle {
             key: Arc::from(key),
             etag: Arc::from(etag),
             size,
+            confirmed: Arc::new(AtomicBool::new(confirmed)),
             state,
         }
     }
 
     pub fn etag(&self) -> &str {
         &self.etag
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether a request has shown this handle's version to be the object's (see the module
+    /// doc: until then a 412 means "re-open", not "changed under the reader").
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire)
     }
 
     /// Read up to `size` bytes at `offset` (fewer only at the end of the object).
@@ -280,6 +298,8 @@ impl ReadHandle {
         end: u64,
     ) -> Vec<Piece> {
         let limiter = memory::global();
+        // Cached blocks of an ETag not yet confirmed could be of an overwritten version.
+        let use_cache = self.is_confirmed();
         let mut st = lock(&self.state);
         let ahead = st
             .runs
@@ -338,7 +358,10 @@ impl ReadHandle {
             let block = pos / BLOCK_SIZE;
             let block_start = block * BLOCK_SIZE;
             // BlockCache::get counts the hit or miss.
-            if let Some(bytes) = cache.get(&self.block_key(block)) {
+            if let Some(bytes) = use_cache
+                .then(|| cache.get(&self.block_key(block)))
+                .flatten()
+            {
                 let to = end.min(block_start + bytes.len() as u64);
                 if let Some(slice) = slice_of(&bytes, pos - block_start, to - block_start) {
                     pieces.push(Piece::Ready(slice));
@@ -373,7 +396,7 @@ impl ReadHandle {
                 if target - from < run_len && target < self.size {
                     break;
                 }
-                if cache.get(&self.block_key(from / BLOCK_SIZE)).is_some() {
+                if use_cache && cache.get(&self.block_key(from / BLOCK_SIZE)).is_some() {
                     from += BLOCK_SIZE;
                     continue;
                 }
@@ -409,11 +432,12 @@ impl ReadHandle {
         end: u64,
         permit: Option<MemPermit>,
     ) {
-        let (store, cache, key, etag) = (
+        let (store, cache, key, etag, confirmed) = (
             store.clone(),
             cache.clone(),
             self.key.clone(),
             self.etag.clone(),
+            self.confirmed.clone(),
         );
         let len = end - start;
         let task = tokio::spawn(async move {
@@ -434,6 +458,7 @@ impl ReadHandle {
                     opened: etag.to_string(),
                 });
             }
+            confirmed.store(true, Ordering::Release);
             let received = got.len();
             let whole_blocks = got
                 .pieces
@@ -532,7 +557,7 @@ mod tests {
         store.insert("big", body.clone(), &PutOptions::default());
         let etag = store.head_object("big").await.expect("head").etag;
         let cache = Arc::new(BlockCache::new(0));
-        let handle = ReadHandle::new(2, "big", &etag, size);
+        let handle = ReadHandle::new(2, "big", &etag, size, true);
         store.reset_requests();
 
         let mut offset = 0u64;

@@ -27,6 +27,7 @@ fn config() -> FsConfig {
             read_only: true,
         },
         stat_ttl: Duration::from_secs(3600),
+        open_trust: Duration::ZERO,
         cache_size: 64 << 20,
         read_only: true,
         meta: crate::fs::names::MetaSource::Head,

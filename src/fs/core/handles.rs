@@ -52,6 +52,25 @@ impl<S: ObjectStore> HandleTable<S> {
         }
     }
 
+    /// Put `new` in place of read handle `old` at `fh`, unless a racing caller already did (or
+    /// the fh was released); the handle now at `fh` is returned either way.
+    pub(super) fn replace_read(
+        &self,
+        fh: u64,
+        old: &Arc<ReadHandle>,
+        new: Arc<ReadHandle>,
+    ) -> Option<Arc<ReadHandle>> {
+        match self.lock().get_mut(&fh) {
+            Some(Handle::Read(h)) => {
+                if Arc::ptr_eq(h, old) {
+                    *h = new;
+                }
+                Some(h.clone())
+            }
+            _ => None,
+        }
+    }
+
     pub(super) fn write(&self, fh: u64) -> Option<Arc<OpenWriter<S>>> {
         match self.lock().get(&fh) {
             Some(Handle::Write { file, .. }) => Some(file.clone()),

@@ -1009,6 +1009,7 @@ mod tests {
                 read_only: false,
             },
             stat_ttl: Duration::from_secs(3600),
+            open_trust: Duration::ZERO,
             cache_size: 16 << 20,
             read_only: false,
             meta: crate::fs::names::MetaSource::Head,

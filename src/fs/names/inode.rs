@@ -164,6 +164,15 @@ impl InodeTable {
         Some(e.node.clone())
     }
 
+    /// Whether the last open of `ino` was of version `etag` (the kernel may hold its pages).
+    pub fn was_opened_at(&self, ino: u64, etag: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .nodes
+            .get(&ino)
+            .is_some_and(|e| e.opened_etag.as_deref() == Some(etag))
+    }
+
     /// Record the ETag an open() saw; true when it equals the previous open's, so the kernel
     /// may keep its page cache.
     pub fn note_open(&self, ino: u64, etag: &str) -> bool {

@@ -512,9 +512,17 @@ impl<S: ObjectStore> Names<S> {
 
     /// An open() saw the object's current version with a HEAD: record it everywhere (inode,
     /// parent listing, learned metadata). If it is another version than the kernel was told,
-    /// the kernel's attributes and pages of the inode are dropped before open returns, so a
-    /// longer object is read whole.
-    pub async fn note_opened(&self, ino: u64, key: &str, info: &ObjectInfo) -> FsResult<Node> {
+    /// the kernel's attributes (and with `drop_pages` its pages) of the inode are dropped before
+    /// this returns, so a longer object is read whole. From inside a READ, pages must be kept:
+    /// the kernel holds the ones being read locked until the reply, and a size change drops
+    /// the others anyway once the kernel fetches the new attributes.
+    pub async fn note_opened(
+        &self,
+        ino: u64,
+        key: &str,
+        info: &ObjectInfo,
+        drop_pages: bool,
+    ) -> FsResult<Node> {
         let node = self.node(ino)?;
         let stat = stat_of(info);
         self.learn_head(key, info);
@@ -533,7 +541,10 @@ impl<S: ObjectStore> Names<S> {
         );
         if changed {
             if let Some(n) = self.notifier.get().cloned() {
-                let task = tokio::task::spawn_blocking(move || n.inval_inode(INodeNo(ino), 0, 0));
+                // Offset -1: the kernel drops the attributes only.
+                let offset = if drop_pages { 0 } else { -1 };
+                let task =
+                    tokio::task::spawn_blocking(move || n.inval_inode(INodeNo(ino), offset, 0));
                 match tokio::time::timeout(INVALIDATE_WAIT, task).await {
                     Ok(Ok(Err(e))) => tracing::debug!(ino, "inode invalidation: {e}"),
                     Err(_) => tracing::debug!(ino, "inode invalidation still pending"),
