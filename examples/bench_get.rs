@@ -5,6 +5,8 @@
 //! bench_get seed-big  ENDPOINT BUCKET KEY MIB      # one object of MIB MiB
 //! bench_get seed-many ENDPOINT BUCKET PREFIX N     # N small objects under PREFIX
 //! bench_get raw-get   ENDPOINT BUCKET KEY PART_MIB CONCURRENCY
+//! bench_get seed-n    ENDPOINT BUCKET PREFIX N MIB
+//! bench_get ttfb      ENDPOINT BUCKET PREFIX N
 //! ```
 //! Credentials: COS_SECRET_ID / COS_SECRET_KEY (default: cos-local's documented local pair).
 
@@ -50,6 +52,37 @@ async fn main() -> Res<()> {
                 .buffer_unordered(32)
                 .try_collect::<Vec<_>>()
                 .await?;
+        }
+        "seed-n" => {
+            // N objects PREFIX000, PREFIX001, ... of MIB MiB each, 4 uploads at a time.
+            let prefix = arg(&args, 4, "PREFIX")?;
+            let n: usize = arg(&args, 5, "N")?.parse()?;
+            let mib: usize = arg(&args, 6, "MIB")?.parse()?;
+            let body = Bytes::from((0..mib << 20).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+            stream::iter(0..n)
+                .map(|i| {
+                    let (c, key, body) = (c.clone(), format!("{prefix}{i:03}"), body.clone());
+                    async move {
+                        ObjectStore::put_object(&c, &key, body, &PutOptions::default()).await
+                    }
+                })
+                .buffer_unordered(4)
+                .try_collect::<Vec<_>>()
+                .await?;
+        }
+        "ttfb" => {
+            // Median time of one 4 KiB ranged GET of each of PREFIX000..PREFIX{N-1}.
+            let prefix = arg(&args, 4, "PREFIX")?;
+            let n: usize = arg(&args, 5, "N")?.parse()?;
+            let mut ms = Vec::with_capacity(n);
+            for i in 0..n {
+                let key = format!("{prefix}{i:03}");
+                let start = Instant::now();
+                ObjectStore::get_range(&c, &key, 0, 4096, None).await?;
+                ms.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            ms.sort_by(f64::total_cmp);
+            println!("median_ms={:.2}", ms.get(n / 2).copied().unwrap_or(0.0));
         }
         "raw-get" => {
             let key = arg(&args, 4, "KEY")?;
