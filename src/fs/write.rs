@@ -32,9 +32,10 @@
 //! # Crash safety
 //! Each handle keeps a journal record beside its spool file (see [`super::journal`]): the
 //! key, the version it started from, the ranges of the base object it overwrote, the upload
-//! id and the state (open, committing, failed, committed). After kill -9 the next mount logs
-//! what is left and `cosmount recover` commits or discards it; [`WriteHandle::resume`] is the
-//! commit side. A multipart upload whose Initiate answer may have been lost (the request
+//! id with its confirmed parts, and the state (open, committing, failed, committed). After
+//! kill -9 the next mount resumes closed files (see `journal::resume_leftover`) and logs the
+//! rest for `cosmount recover`; [`WriteHandle::resume`] and
+//! [`WriteHandle::reuse_recorded_parts`] take the recorded upload over, part by part. A multipart upload whose Initiate answer may have been lost (the request
 //! failed, or the client retried it) is looked up by listing the key's uploads, and every
 //! upload of the key initiated since the request began, other than the one in use, is
 //! aborted.
