@@ -537,8 +537,10 @@ fn serve(
     let core = Arc::new(FsCore::new(Arc::new(client), fs_config(cfg)));
     let settings = write_settings(cfg)?;
     let spool_dir = settings.write.spool_dir.clone();
-    // What an earlier crash or stop left: logged, never silently ignored.
-    crate::fs::journal::report_at_start(&spool_dir, &cfg.bucket);
+    // What an earlier crash or stop left: logged, never silently ignored. Files that were
+    // closed but whose commit the crash cut short are resumed once the mount is live.
+    let to_resume = crate::fs::journal::report_at_start(&spool_dir, &cfg.bucket);
+    let resume_cfg = settings.write.clone();
     core.set_write_settings(settings);
     let fs = CosFs::new(core.clone(), rt.handle().clone(), cfg.attr_timeout);
     let fuse_cfg = fuse_config(cfg);
@@ -612,6 +614,21 @@ fn serve(
     });
 
     tracing::info!(mountpoint = %cfg.mountpoint.display(), "mounted");
+    if !to_resume.is_empty() {
+        // In the background: a big upload (or a slow network) must not hold the mount back.
+        let resumer = saver.clone();
+        let prefix = cfg.prefix.clone();
+        rt.spawn(async move {
+            let store = resumer.store().clone();
+            crate::fs::journal::resume_at_start(store, resume_cfg, to_resume, |key| {
+                // A lookup or listing cached before the commit must not hide it.
+                if let Some(path) = key.strip_prefix(prefix.as_str()) {
+                    resumer.names().invalidate_path(path);
+                }
+            })
+            .await;
+        });
+    }
     if let Some(mut status) = status.take() {
         status
             .write_all(b"ok\n")
@@ -641,7 +658,7 @@ fn log_left_in_journal(spool_dir: &Path, bucket: &str) {
     }
     let cache = spool_dir.parent().unwrap_or(spool_dir);
     tracing::warn!(
-        "{} file(s) left in the spool journal {}; run `cosmount recover {bucket} --cache-dir {}` to list them, then --commit or --discard",
+        "{} file(s) left in the spool journal {}; run `cosmount recover {bucket} --cache-dir {}` to list them, then --push KEY or --drop KEY",
         left.len(),
         spool_dir.display(),
         cache.display()

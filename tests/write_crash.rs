@@ -405,3 +405,251 @@ fn a_lost_initiate_answer_leaves_no_upload_behind() {
     assert_eq!(initiates, 2, "the lost answer and the retry");
     assert_eq!(pending_uploads(&env), Vec::<String>::new(), "no leak");
 }
+
+/// Access-log lines from line `from` on.
+fn access_lines(env: &TestEnv, from: usize) -> Vec<String> {
+    std::fs::read_to_string(&env.access_log)
+        .unwrap_or_default()
+        .lines()
+        .skip(from)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Upload Part requests in `lines`: (part number, status, injected fault if any).
+fn upload_parts(lines: &[String]) -> Vec<(u32, String, Option<String>)> {
+    lines
+        .iter()
+        .filter(|l| l.ends_with(" UploadPart"))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let target = fields.get(2)?;
+            let number = target
+                .split_once('?')?
+                .1
+                .split('&')
+                .find_map(|p| p.strip_prefix("partNumber="))?
+                .parse()
+                .ok()?;
+            let status = fields.get(3)?.to_string();
+            let fault = fields
+                .iter()
+                .find_map(|f| f.strip_prefix("fault="))
+                .map(str::to_string);
+            Some((number, status, fault))
+        })
+        .collect()
+}
+
+/// Part numbers COS accepted (200) in `lines`, sorted.
+fn parts_stored(lines: &[String]) -> Vec<u32> {
+    let mut v: Vec<u32> = upload_parts(lines)
+        .into_iter()
+        .filter(|(_, status, _)| status == "200")
+        .map(|(n, _, _)| n)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The object is exactly `data` (compared 8 MiB at a time, through the client).
+fn assert_object_is(env: &TestEnv, key: &str, data: &[u8]) {
+    use cosmount::cos::ObjectStore;
+    let client = env.client();
+    let info = env
+        .rt
+        .block_on(ObjectStore::head_object(&client, key))
+        .unwrap_or_else(|e| panic!("HEAD {key}: {e}"));
+    assert_eq!(info.size, data.len() as u64, "size of {key}");
+    for (i, chunk) in data.chunks(8 * MIB).enumerate() {
+        let at = (i * 8 * MIB) as u64;
+        let got = env
+            .rt
+            .block_on(ObjectStore::get_range(
+                &client,
+                key,
+                at,
+                chunk.len() as u64,
+                None,
+            ))
+            .unwrap_or_else(|e| panic!("GET {key} at {at}: {e}"));
+        assert!(got.data[..] == chunk[..], "{key}: bytes differ at {at}");
+    }
+}
+
+fn journal_files(cache: &Path) -> Vec<PathBuf> {
+    spool_entries(cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "part" || x == "journal"))
+        .collect()
+}
+
+/// Issue 10, must show: kill -9 while `close()` of a 200 MiB file is committing, after parts
+/// 1-12 were stored (streamed while writing) and parts 13-16 are on the wire (cos-local holds
+/// them unanswered). The next mount on the same cache_dir resumes the commit by itself in the
+/// background: List Parts, then only parts 13-25 are sent, no part is stored twice, and the
+/// object is the file. One log line names the key, parts reused and sent, and the result.
+#[test]
+fn kill_9_during_close_the_next_mount_resumes_from_list_parts() {
+    use std::os::unix::fs::FileExt;
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    let opt = cache_opt(cache.path());
+    env.mount(&["-o", &opt]);
+    std::fs::create_dir(env.path("big")).unwrap();
+    let data = pattern(200 * MIB, 21);
+    let half = 100 * MIB;
+    let mut f = File::create(env.path("big/f.bin")).unwrap();
+    for chunk in data[..half].chunks(MIB) {
+        f.write_all(chunk).unwrap();
+    }
+    // 100 MiB written in order: parts 1-12 (8 MiB each) are streamed; part 13 may still grow.
+    wait_for("parts 1-12 stored", || {
+        parts_stored(&access_lines(&env, 0)) == (1..=12).collect::<Vec<u32>>()
+    });
+    // From now on cos-local reads every part and never answers.
+    env.set_faults("rate=1&kinds=stall&ops=UploadPart");
+    // The rest out of order (the end first), so nothing more streams: close() sends it.
+    f.write_all_at(&data[199 * MIB..], 199 * MIB as u64)
+        .unwrap();
+    for (i, chunk) in data[half..199 * MIB].chunks(MIB).enumerate() {
+        f.write_all_at(chunk, (half + i * MIB) as u64).unwrap();
+    }
+    let closer = std::thread::spawn(move || drop(f));
+    // Four parts on the wire fill the upload slots; each slot was freed by recording a
+    // finished part, so parts 1-12 are in the journal now.
+    wait_for("close() to send parts 13-16", || {
+        upload_parts(&access_lines(&env, 0))
+            .iter()
+            .filter(|(_, _, fault)| fault.as_deref() == Some("stall"))
+            .count()
+            >= 4
+    });
+    let daemon = env.mount_process().unwrap();
+    daemon.kill().unwrap(); // SIGKILL
+    let _ = daemon.wait();
+    env.unmount();
+    let _ = closer.join();
+    env.clear_faults();
+    assert_eq!(env.object_bytes("big/f.bin"), None, "no partial object");
+    let listed = recover(&env, cache.path(), &["--list"]);
+    assert!(
+        text(&listed.stdout).contains(&format!("committing\tbig/f.bin\t{}\t", 200 * MIB)),
+        "{}",
+        text(&listed.stdout)
+    );
+
+    let before = access_lines(&env, 0).len();
+    let log = cache.path().join("second-mount.log");
+    env.mount_logged(&["-o", &opt], &log);
+    wait_for("the resumed commit's log line", || {
+        log_has(&log, "resumed commit: key=big/f.bin")
+    });
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let line = log_text
+        .lines()
+        .find(|l| l.contains("resumed commit: key=big/f.bin"))
+        .unwrap();
+    assert!(
+        line.contains(&format!(
+            "size={} parts=25 reused=12 sent=13 result=committed",
+            200 * MIB
+        )),
+        "{line}"
+    );
+    assert_object_is(&env, "big/f.bin", &data);
+    let since = access_lines(&env, before);
+    assert!(
+        since.iter().any(|l| l.ends_with(" ListParts")),
+        "asked COS what it holds"
+    );
+    assert_eq!(
+        parts_stored(&since),
+        (13..=25).collect::<Vec<u32>>(),
+        "only the missing parts are sent"
+    );
+    assert_eq!(
+        parts_stored(&access_lines(&env, 0)),
+        (1..=25).collect::<Vec<u32>>(),
+        "no part stored twice"
+    );
+    assert_eq!(pending_uploads(&env), Vec::<String>::new());
+    assert_eq!(journal_files(cache.path()), Vec::<PathBuf>::new());
+    // Through the mount too.
+    assert_eq!(
+        std::fs::metadata(env.path("big/f.bin")).unwrap().len(),
+        200 * MIB as u64
+    );
+}
+
+/// Issue 10, must show: kill -9 mid-`dd` of 200 MiB (100 MiB written, the file still open).
+/// The next mount does not commit it (the application had not finished it) and names it in
+/// its log; `cosmount recover --list` lists it with its key and size; `--drop KEY` leaves no
+/// spool file, no journal record and no multipart upload.
+#[test]
+fn kill_9_mid_dd_is_listed_not_committed_and_drop_leaves_nothing() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    let opt = cache_opt(cache.path());
+    env.mount(&["-o", &opt]);
+    std::fs::create_dir(env.path("dd")).unwrap();
+    let src = cache.path().join("src.bin");
+    std::fs::write(&src, pattern(200 * MIB, 22)).unwrap();
+    let target = env.path("dd/f.bin");
+    let dd = Group::spawn(&format!(
+        "{{ head -c {half} '{src}'; sleep 600; tail -c +{next} '{src}'; }} | dd of='{target}' bs=1M iflag=fullblock status=none",
+        half = 100 * MIB,
+        next = 100 * MIB + 1,
+        src = src.display(),
+        target = target.display()
+    ));
+    wait_for("100 MiB in the spool and parts streamed", || {
+        spool_entries(cache.path()).iter().any(|p| {
+            p.extension().is_some_and(|x| x == "part")
+                && std::fs::metadata(p).is_ok_and(|m| m.len() == 100 * MIB as u64)
+        }) && !parts_stored(&access_lines(&env, 0)).is_empty()
+    });
+    let daemon = env.mount_process().unwrap();
+    daemon.kill().unwrap(); // SIGKILL
+    let _ = daemon.wait();
+    env.unmount();
+    drop(dd);
+    assert_eq!(env.object_bytes("dd/f.bin"), None, "no partial object");
+    assert_eq!(pending_uploads(&env), vec!["dd/f.bin".to_string()]);
+
+    let log = cache.path().join("second-mount.log");
+    env.mount_logged(&["-o", &opt], &log);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("unfinished write: key=dd/f.bin") && log_text.contains("state=open"),
+        "{log_text}"
+    );
+    assert!(!log_text.contains("resumed commit"), "{log_text}");
+    assert_eq!(env.object_bytes("dd/f.bin"), None, "not committed");
+
+    // With the mount up (it does not hold the leftover).
+    let listed = recover(&env, cache.path(), &["--list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stdout).contains(&format!("open\tdd/f.bin\t{}\t", 100 * MIB)),
+        "{}",
+        text(&listed.stdout)
+    );
+    let dropped = recover(&env, cache.path(), &["--drop", "dd/f.bin"]);
+    assert!(dropped.status.success(), "{}", text(&dropped.stderr));
+    assert!(
+        text(&dropped.stdout).starts_with("dropped\tdd/f.bin\t"),
+        "{}",
+        text(&dropped.stdout)
+    );
+    assert_eq!(journal_files(cache.path()), Vec::<PathBuf>::new());
+    assert_eq!(pending_uploads(&env), Vec::<String>::new());
+    assert_eq!(env.object_bytes("dd/f.bin"), None);
+    let again = recover(&env, cache.path(), &["--list"]);
+    assert_eq!(text(&again.stdout), "", "nothing left to list");
+    let unknown = recover(&env, cache.path(), &["--drop", "dd/f.bin"]);
+    assert!(
+        !unknown.status.success(),
+        "dropping what is not there fails"
+    );
+}

@@ -1158,6 +1158,31 @@ impl ObjectStore for Client {
         Ok(out)
     }
 
+    async fn list_parts_of(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<crate::cos::multipart::PartInfo>> {
+        // 10 pages of 1000: COS's 10 000 parts.
+        const MAX_PAGES: usize = 10;
+        let mut params = crate::cos::multipart::ListPartsParams {
+            max_parts: Some(1000),
+            part_number_marker: None,
+        };
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.list_parts(key, upload_id, &params).await?;
+            out.extend(page.parts);
+            let next = page.next_part_number_marker;
+            // A marker that does not move would page forever.
+            if !page.is_truncated || next.is_none() || next == params.part_number_marker {
+                break;
+            }
+            params.part_number_marker = next;
+        }
+        Ok(out)
+    }
+
     async fn get_acl(&self, key: Option<&str>) -> Result<AclInfo> {
         self.get_acl_with_canned(key).await
     }

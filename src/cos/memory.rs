@@ -807,6 +807,27 @@ impl ObjectStore for MemoryStore {
         }
     }
 
+    async fn list_parts_of(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<crate::cos::multipart::PartInfo>> {
+        let state = self.lock();
+        match state.uploads.get(upload_id) {
+            Some(u) if u.key == key => Ok(u
+                .parts
+                .iter()
+                .map(|(n, p)| crate::cos::multipart::PartInfo {
+                    part_number: *n,
+                    etag: p.etag.clone(),
+                    size: p.data.len() as u64,
+                    last_modified: None,
+                })
+                .collect()),
+            _ => Err(self.no_such_upload()),
+        }
+    }
+
     async fn get_acl(&self, key: Option<&str>) -> Result<AclInfo> {
         let _call = self.begin(StoreOp::GetAcl).await?;
         if !self.acls.load(Ordering::SeqCst) {

@@ -292,8 +292,10 @@ impl Client {
             },
             upload_id: raw.upload_id,
             storage_class: non_empty(raw.storage_class),
-            part_number_marker: raw.part_number_marker,
-            next_part_number_marker: raw.next_part_number_marker,
+            part_number_marker: raw.part_number_marker.and_then(|m| m.trim().parse().ok()),
+            next_part_number_marker: raw
+                .next_part_number_marker
+                .and_then(|m| m.trim().parse().ok()),
             max_parts: raw.max_parts,
             is_truncated: raw.is_truncated,
             parts: raw

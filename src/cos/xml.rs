@@ -296,10 +296,11 @@ pub(crate) struct ListPartsResultXml {
     pub initiator: Option<Owner>,
     #[serde(rename = "Owner")]
     pub owner: Option<Owner>,
+    // Strings: an upload without parts answers an empty `<NextPartNumberMarker/>`.
     #[serde(rename = "PartNumberMarker")]
-    pub part_number_marker: Option<u32>,
+    pub part_number_marker: Option<String>,
     #[serde(rename = "NextPartNumberMarker")]
-    pub next_part_number_marker: Option<u32>,
+    pub next_part_number_marker: Option<String>,
     #[serde(rename = "StorageClass")]
     pub storage_class: Option<String>,
     #[serde(rename = "MaxParts")]
@@ -618,9 +619,15 @@ mod tests {
 </ListPartsResult>"#;
         let r: ListPartsResultXml = parse(parts.as_bytes(), "parts").unwrap();
         assert_eq!(r.encoding_type.as_deref(), Some("url"));
-        assert_eq!(r.next_part_number_marker, Some(2));
+        assert_eq!(r.next_part_number_marker.as_deref(), Some("2"));
         assert_eq!(r.parts.len(), 2);
         assert_eq!(r.parts[1].etag, "\"bb\"");
+        // An upload without parts: empty markers (as cos-local answers).
+        let none = r#"<ListPartsResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId>
+<PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker></NextPartNumberMarker>
+<MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated></ListPartsResult>"#;
+        let r: ListPartsResultXml = parse(none.as_bytes(), "parts").unwrap();
+        assert!(r.parts.is_empty());
 
         let uploads = r#"<ListMultipartUploadsResult><Bucket>b</Bucket><Encoding-Type>url</Encoding-Type>
 <KeyMarker/><UploadIdMarker/><NextKeyMarker>k2</NextKeyMarker><NextUploadIdMarker>u2</NextUploadIdMarker>

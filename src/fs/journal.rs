@@ -22,13 +22,15 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::spool::RangeSet;
+use super::write::{recorded_upload_crc, ResumeStats, WriteConfig, WriteHandle};
 use crate::cos::acl::{AclHeaders, GrantHeaders};
-use crate::cos::store::{ContentHeaders, PutOptions};
+use crate::cos::store::{ContentHeaders, ObjectInfo, ObjectStore, PutOptions};
 
 /// The record format's version (a record with another version is listed, never acted on).
 pub const RECORD_VERSION: u32 = 1;
@@ -144,6 +146,18 @@ impl CarriedRecord {
     }
 }
 
+/// A part of the record's multipart upload that COS confirmed. A resume reuses it only while
+/// List Parts still shows this ETag and size, and the file's bytes of the part are still the
+/// ones sent (CRC-64 of the spool's range, or an untouched range of the base object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub number: u32,
+    pub etag: String,
+    /// CRC-64 of what was sent (`None`: a server-side copy whose answer had none).
+    pub crc64: Option<u64>,
+    pub len: u64,
+}
+
 /// One journal record (serialized as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -165,7 +179,16 @@ pub struct Record {
     pub written: Vec<(u64, u64)>,
     pub part_size: u64,
     pub upload_id: Option<String>,
+    /// Numbers of `parts` (kept for records read by older versions).
     pub parts_done: Vec<u32>,
+    /// The confirmed parts of `upload_id` (absent in records of older versions: nothing is
+    /// reused then).
+    #[serde(default)]
+    pub parts: Vec<PartRecord>,
+    /// What Initiate of `upload_id` sent (metadata, storage class, ACL: fixed for the upload),
+    /// so a resume knows whether the object needs them updated after Complete.
+    #[serde(default)]
+    pub upload_carried: Option<CarriedRecord>,
     pub state: State,
     pub error: Option<String>,
     /// Unix seconds.
@@ -290,6 +313,8 @@ impl Journal {
                 part_size,
                 upload_id: None,
                 parts_done: Vec::new(),
+                parts: Vec::new(),
+                upload_carried: None,
                 state: State::Open,
                 error: None,
                 created: now,
@@ -544,18 +569,21 @@ pub fn remove_leftover(l: &Leftover) -> io::Result<()> {
     Ok(())
 }
 
-/// At mount start: drop what is committed already, and log (WARN, one line per file) every
-/// unfinished write left by an earlier crash with the command that recovers it. Returns the
-/// number of unfinished writes.
-pub fn report_at_start(dir: &Path, bucket: &str) -> usize {
+/// At mount start: drop what is committed already; return the writes of `bucket` that were
+/// closed (or fsync'd) but whose commit was not confirmed (state `committing`): the mount
+/// resumes those itself ([`resume_leftover`]). Every other unfinished write left by an
+/// earlier crash (still open at the crash, failed) is logged at WARN, one line per file,
+/// with the command that recovers it: nothing of those is committed on its own.
+pub fn report_at_start(dir: &Path, bucket: &str) -> Vec<Leftover> {
     let found = match scan(dir) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(spool = %dir.display(), "cannot look for unfinished writes: {e}");
-            return 0;
+            return Vec::new();
         }
     };
     let mut unfinished = Vec::new();
+    let mut to_resume = Vec::new();
     for l in found.leftovers {
         match &l.record {
             Ok(r) if r.state == State::Committed => {
@@ -563,13 +591,28 @@ pub fn report_at_start(dir: &Path, bucket: &str) -> usize {
                     tracing::debug!(record = %l.record_path.display(), "cannot remove a committed record: {e}");
                 }
             }
+            Ok(r)
+                if r.state == State::Committing
+                    && r.bucket == bucket
+                    && r.version == RECORD_VERSION
+                    && l.spool_len.is_some() =>
+            {
+                to_resume.push(l)
+            }
             _ => unfinished.push(l),
         }
+    }
+    if !to_resume.is_empty() {
+        tracing::info!(
+            "{} closed file(s) in {} whose commit an earlier crash interrupted: resuming in the background",
+            to_resume.len(),
+            dir.display()
+        );
     }
     if !unfinished.is_empty() {
         let cache = dir.parent().unwrap_or(dir);
         tracing::warn!(
-            "{} unfinished write(s) in {} from an earlier crash or stop; run `cosmount recover {bucket} --cache-dir {}` to list them, then --commit or --discard",
+            "{} unfinished write(s) in {} from an earlier crash or stop; run `cosmount recover {bucket} --cache-dir {}` to list them, then --push KEY or --drop KEY",
             unfinished.len(),
             dir.display(),
             cache.display()
@@ -598,7 +641,202 @@ pub fn report_at_start(dir: &Path, bucket: &str) -> usize {
             dir.display()
         );
     }
-    unfinished.len()
+    to_resume
+}
+
+/// Resume `leftovers` (from [`report_at_start`]) one after the other, logging one line per
+/// file: key, size, parts reused and sent, result. For a mount's background task.
+pub async fn resume_at_start<S: ObjectStore>(
+    store: Arc<S>,
+    cfg: WriteConfig,
+    leftovers: Vec<Leftover>,
+    mut committed: impl FnMut(&str),
+) {
+    for l in leftovers {
+        let key = l.key().to_string();
+        let size = l.size().unwrap_or(0);
+        match resume_leftover(store.clone(), cfg.clone(), &l).await {
+            Resumed::Committed { etag, stats } => {
+                tracing::info!(
+                    "resumed commit: key={key} size={size} parts={} reused={} sent={} result=committed etag={etag}{}",
+                    stats.parts,
+                    stats.reused,
+                    stats.sent(),
+                    if stats.new_upload { " (new upload)" } else { "" }
+                );
+                committed(&key);
+            }
+            Resumed::AlreadyCommitted { etag } => {
+                tracing::info!(
+                    "resumed commit: key={key} size={size} parts=0 reused=0 sent=0 result=already-committed etag={etag}"
+                );
+                committed(&key);
+            }
+            Resumed::Conflict { now, was } => tracing::warn!(
+                "resumed commit: key={key} size={size} result=conflict: the object changed since the write began (now {now}, was {was}); not overwritten, spool kept at {} (`cosmount recover` lists it)",
+                l.spool_path.display()
+            ),
+            Resumed::NotDone(why) => tracing::warn!(
+                "resumed commit: key={key} size={size} result=not-done: {why}; spool kept at {} (tried again at the next mount, or `cosmount recover --push`)",
+                l.spool_path.display()
+            ),
+        }
+    }
+}
+
+// ---- resuming what a crash left ----
+
+/// How [`resume_leftover`] ended.
+#[derive(Debug)]
+pub enum Resumed {
+    /// Uploaded: the object is the file now; spool and record are gone.
+    Committed { etag: String, stats: ResumeStats },
+    /// The crashed mount had committed it after all (its answer was never recorded): spool,
+    /// record and upload are cleaned up.
+    AlreadyCommitted { etag: String },
+    /// The object changed since the write began: it is not overwritten; spool kept, record
+    /// marked `failed` with the reason (`cosmount recover` lists it).
+    Conflict { now: String, was: String },
+    /// Nothing committed, spool and record kept (the next mount or `recover --push` tries
+    /// again): why.
+    NotDone(String),
+}
+
+/// Abort the record's multipart upload (gone already counts as done).
+pub async fn abort_recorded_upload<S: ObjectStore>(store: &S, r: &Record) -> Result<(), String> {
+    let Some(id) = &r.upload_id else {
+        return Ok(());
+    };
+    match store.abort_multipart(&r.key, id).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() || e.kind() == crate::cos::ErrorKind::NoSuchUpload => Ok(()),
+        Err(e) => Err(format!("aborting upload {id}: {e}")),
+    }
+}
+
+/// The CRC-64 of the first `len` bytes of a spool file (bytes past its end are zeros).
+fn spool_crc(path: &Path, len: u64) -> io::Result<u64> {
+    let file = File::open(path)?;
+    let mut crc = 0u64;
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(8 << 20);
+        let chunk = super::spool::read_spool(&file, at, n as usize)?;
+        crc = crate::cos::crc64::combine(crc, crate::cos::crc64::checksum(&chunk), n);
+        at += n;
+    }
+    Ok(crc)
+}
+
+/// Is `info` the object the crashed write would have made (its Complete or PUT went through,
+/// its record was not updated)? By the recorded parts' combined CRC-64, or, for a file
+/// without a base object, the spool's.
+fn committed_by_crashed_mount(l: &Leftover, r: &Record, size: u64, info: &ObjectInfo) -> bool {
+    if info.size != size || info.crc64.is_none() {
+        return false;
+    }
+    if let Some((crc, count)) = recorded_upload_crc(r, size) {
+        if info.crc64 == Some(crc) && info.etag.ends_with(&format!("-{count}")) {
+            return true;
+        }
+    }
+    r.base.is_none() && spool_crc(&l.spool_path, size).ok() == info.crc64
+}
+
+/// Commit a write a crashed mount left (`l`, not held by a live process), resuming its
+/// multipart upload part by part: only parts COS does not hold (List Parts), or whose bytes
+/// changed since they were sent, go up again. Never over a newer object: only while the
+/// object is still the version the write started from (HEAD; same ETag, or still absent).
+/// `cfg` gives the spool directory and parallelism; the part size is the record's.
+pub async fn resume_leftover<S: ObjectStore>(
+    store: Arc<S>,
+    mut cfg: WriteConfig,
+    l: &Leftover,
+) -> Resumed {
+    let r = match &l.record {
+        Ok(r) => r.clone(),
+        Err(e) => return Resumed::NotDone(format!("unreadable record ({e})")),
+    };
+    if r.version != RECORD_VERSION {
+        return Resumed::NotDone(format!("record version {} not understood", r.version));
+    }
+    if l.spool_len.is_none() {
+        return Resumed::NotDone(format!(
+            "the spool file {} is missing; nothing to commit",
+            l.spool_path.display()
+        ));
+    }
+    if in_use(&l.spool_path) {
+        return Resumed::NotDone("in use by another running cosmount".into());
+    }
+    let size = l.size().unwrap_or(0);
+    let current = match store.head_object(&r.key).await {
+        Ok(info) => Some(info),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Resumed::NotDone(format!("HEAD failed: {e}")),
+    };
+    if let Some(info) = &current {
+        if committed_by_crashed_mount(l, &r, size, info) {
+            if let Err(e) = abort_recorded_upload(&*store, &r).await {
+                tracing::debug!(key = %r.key, "{e}");
+            }
+            if let Err(e) = remove_leftover(l) {
+                tracing::debug!(record = %l.record_path.display(), "cannot remove: {e}");
+            }
+            return Resumed::AlreadyCommitted {
+                etag: info.etag.clone(),
+            };
+        }
+    }
+    let unchanged = match (&r.based_on, &current) {
+        (Some(etag), Some(info)) => unquote(&info.etag) == unquote(etag),
+        (None, None) => true,
+        _ => false,
+    };
+    if !unchanged {
+        let now = current
+            .as_ref()
+            .map_or("absent".to_string(), |i| format!("ETag {}", i.etag));
+        let was = r
+            .based_on
+            .as_ref()
+            .map_or("absent".to_string(), |e| format!("ETag {e}"));
+        // Not tried again at every mount: listed as failed, with the reason.
+        let mut marked = r.clone();
+        marked.state = State::Failed;
+        marked.error = Some(format!(
+            "the object changed since the write began (now {now}, was {was})"
+        ));
+        marked.updated = now_secs();
+        if let Err(e) = write_record(&l.record_path, &marked, true) {
+            tracing::debug!(record = %l.record_path.display(), "cannot mark the record: {e}");
+        }
+        return Resumed::Conflict { now, was };
+    }
+    cfg.bucket = r.bucket.clone();
+    if r.part_size > 0 {
+        // The layout the recorded parts were cut with.
+        cfg.part_size = r.part_size;
+    }
+    let mut handle = match WriteHandle::resume(store, cfg, r, l.record_path.clone()) {
+        Ok(h) => h,
+        Err(e) => return Resumed::NotDone(e.to_string()),
+    };
+    let stats = match handle.reuse_recorded_parts().await {
+        Ok(s) => s,
+        Err(e) => return Resumed::NotDone(e.to_string()),
+    };
+    match handle.flush().await {
+        Ok(result) => Resumed::Committed {
+            etag: result.etag,
+            stats,
+        },
+        Err(e) => Resumed::NotDone(format!("upload failed: {e}")),
+    }
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
 }
 
 /// The unfinished writes this process leaves behind (after a stop), for the shutdown log.
@@ -668,6 +906,206 @@ mod tests {
         drop(f);
         let s = scan(dir.path()).unwrap();
         assert_eq!((s.leftovers.len(), s.in_use), (1, 0));
+    }
+
+    mod resume {
+        use super::super::*;
+        use crate::cos::memory::{MemoryStore, StoreOp};
+        use crate::fs::write::FileAttrs;
+
+        const PART: u64 = 64 * 1024;
+
+        fn data(len: u64, seed: u8) -> Vec<u8> {
+            (0..len)
+                .map(|i| ((i * 31 + i / 253) as u8).wrapping_add(seed))
+                .collect()
+        }
+
+        fn cfg(dir: &Path) -> WriteConfig {
+            let mut cfg = WriteConfig::new(dir.to_path_buf());
+            cfg.part_size = PART;
+            // One part at a time: each streamed part is confirmed (and recorded) before the
+            // next goes.
+            cfg.parallel_parts = 1;
+            cfg.bucket = "b-1".into();
+            cfg
+        }
+
+        /// A crash "now": the spool file and record as they are on disk, copied to `to`
+        /// (kill -9 leaves them; the handle is leaked, so nothing it would do at drop runs).
+        fn crash(h: WriteHandle<MemoryStore>, to: &Path) {
+            let spool = h.spool_path();
+            let record = h.journal_path();
+            std::fs::copy(&spool, to.join(spool.file_name().unwrap())).unwrap();
+            std::fs::copy(&record, to.join(record.file_name().unwrap())).unwrap();
+            std::mem::forget(h);
+        }
+
+        async fn streamed_then_crashed(
+            store: &Arc<MemoryStore>,
+            key: &str,
+            dir: &Path,
+            crashed: &Path,
+        ) -> Vec<u8> {
+            let mut content = data(5 * PART + PART / 2, 3);
+            let mut h = WriteHandle::create(
+                store.clone(),
+                key,
+                cfg(dir),
+                FileAttrs::regular(0o644, 1, 1),
+            )
+            .unwrap();
+            for (i, chunk) in content.chunks(8192).enumerate() {
+                h.write_at(i as u64 * 8192, chunk).await.unwrap();
+            }
+            // Part 2 was sent; rewriting it changes the spool, not (yet) the record.
+            h.write_at(PART + 5, b"rewritten").await.unwrap();
+            content[PART as usize + 5..PART as usize + 14].copy_from_slice(b"rewritten");
+            let upload_id = read_record(&h.journal_path()).unwrap().upload_id.unwrap();
+            crash(h, crashed);
+            // Part 5 was in flight: its (leaked) task still stores it. Wait for that, so the
+            // resume's request counts are its own.
+            for _ in 0..2000 {
+                if store.list_parts_of(key, &upload_id).await.unwrap().len() == 5 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            content
+        }
+
+        fn leftover(dir: &Path) -> Leftover {
+            let mut s = scan(dir).unwrap();
+            assert_eq!(s.leftovers.len(), 1);
+            s.leftovers.pop().unwrap()
+        }
+
+        #[tokio::test]
+        async fn only_parts_cos_lacks_or_that_changed_are_sent_again() {
+            let store = Arc::new(MemoryStore::new());
+            store.set_min_part_size(PART);
+            let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let content = streamed_then_crashed(&store, "k/f", dir.path(), crashed.path()).await;
+            let l = leftover(crashed.path());
+            let recorded = l.record.as_ref().unwrap().parts.clone();
+            assert_eq!(
+                recorded.iter().map(|p| p.number).collect::<Vec<_>>(),
+                vec![1, 2, 3, 4],
+                "confirmed parts are recorded"
+            );
+            let sent_before = store.requests(StoreOp::UploadPart);
+            match resume_leftover(store.clone(), cfg(crashed.path()), &l).await {
+                Resumed::Committed { stats, .. } => assert_eq!(
+                    stats,
+                    ResumeStats {
+                        parts: 6,
+                        reused: 3,
+                        new_upload: false
+                    }
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(store.get("k/f").unwrap(), content);
+            // Part 2 (rewritten), 5 (in flight at the crash) and 6 (never sent).
+            assert_eq!(store.requests(StoreOp::UploadPart) - sent_before, 3);
+            assert_eq!(store.requests(StoreOp::InitiateMultipart), 1);
+            assert!(store.pending_uploads().is_empty());
+            assert_eq!(std::fs::read_dir(crashed.path()).unwrap().count(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_vanished_upload_is_replaced_by_a_new_one() {
+            let store = Arc::new(MemoryStore::new());
+            store.set_min_part_size(PART);
+            let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let content = streamed_then_crashed(&store, "k/g", dir.path(), crashed.path()).await;
+            let l = leftover(crashed.path());
+            let r = l.record.as_ref().unwrap();
+            store
+                .abort_multipart(&r.key, r.upload_id.as_ref().unwrap())
+                .await
+                .unwrap();
+            match resume_leftover(store.clone(), cfg(crashed.path()), &l).await {
+                Resumed::Committed { stats, .. } => {
+                    assert!(stats.new_upload && stats.reused == 0, "{stats:?}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(store.get("k/g").unwrap(), content);
+            assert!(store.pending_uploads().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_newer_object_is_not_overwritten_and_the_record_says_why() {
+            let store = Arc::new(MemoryStore::new());
+            store.set_min_part_size(PART);
+            let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            streamed_then_crashed(&store, "k/h", dir.path(), crashed.path()).await;
+            store
+                .put_object(
+                    "k/h",
+                    bytes::Bytes::from_static(b"newer"),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            let l = leftover(crashed.path());
+            assert!(matches!(
+                resume_leftover(store.clone(), cfg(crashed.path()), &l).await,
+                Resumed::Conflict { .. }
+            ));
+            assert_eq!(store.get("k/h").unwrap(), &b"newer"[..]);
+            let r = read_record(&l.record_path).unwrap();
+            assert_eq!(r.state, State::Failed);
+            assert!(r.error.unwrap().contains("changed since the write began"));
+            assert!(l.spool_path.exists(), "spool kept");
+        }
+
+        #[tokio::test]
+        async fn a_commit_the_crash_hid_is_recognised() {
+            let store = Arc::new(MemoryStore::new());
+            store.set_min_part_size(PART);
+            let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let content = data(3 * PART, 7);
+            let mut h = WriteHandle::create(
+                store.clone(),
+                "k/i",
+                cfg(dir.path()),
+                FileAttrs::regular(0o644, 1, 1),
+            )
+            .unwrap();
+            h.write_at(0, &content).await.unwrap();
+            h.flush().await.unwrap();
+            // The record as it was just before Complete: every part confirmed, committing.
+            let mut r = read_record(&h.journal_path()).unwrap();
+            assert_eq!(r.state, State::Committed);
+            let spool = crashed.path().join(&r.spool);
+            std::fs::write(&spool, &content).unwrap();
+            r.state = State::Committing;
+            r.upload_id = Some("gone".into());
+            r.parts = (1..=3)
+                .map(|n| {
+                    let part = &content[(n as usize - 1) * PART as usize..][..PART as usize];
+                    PartRecord {
+                        number: n,
+                        etag: "e".into(),
+                        crc64: Some(crate::cos::crc64::checksum(part)),
+                        len: PART,
+                    }
+                })
+                .collect();
+            write_record(&record_path(&spool), &r, false).unwrap();
+            drop(h);
+            let l = leftover(crashed.path());
+            let puts = store.requests(StoreOp::UploadPart);
+            assert!(matches!(
+                resume_leftover(store.clone(), cfg(crashed.path()), &l).await,
+                Resumed::AlreadyCommitted { .. }
+            ));
+            assert_eq!(store.requests(StoreOp::UploadPart), puts, "nothing sent");
+            assert_eq!(store.get("k/i").unwrap(), content);
+            assert_eq!(std::fs::read_dir(crashed.path()).unwrap().count(), 0);
+        }
     }
 
     #[test]

@@ -32,9 +32,10 @@
 //! # Crash safety
 //! Each handle keeps a journal record beside its spool file (see [`super::journal`]): the
 //! key, the version it started from, the ranges of the base object it overwrote, the upload
-//! id and the state (open, committing, failed, committed). After kill -9 the next mount logs
-//! what is left and `cosmount recover` commits or discards it; [`WriteHandle::resume`] is the
-//! commit side. A multipart upload whose Initiate answer may have been lost (the request
+//! id with its confirmed parts, and the state (open, committing, failed, committed). After
+//! kill -9 the next mount resumes closed files (see `journal::resume_leftover`) and logs the
+//! rest for `cosmount recover`; [`WriteHandle::resume`] and
+//! [`WriteHandle::reuse_recorded_parts`] take the recorded upload over, part by part. A multipart upload whose Initiate answer may have been lost (the request
 //! failed, or the client retried it) is looked up by listing the key's uploads, and every
 //! upload of the key initiated since the request began, other than the one in use, is
 //! aborted.
@@ -53,7 +54,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use super::journal::{self, BaseRecord, CarriedRecord, CommitGuard, Journal, Record, State};
+use super::journal::{
+    self, BaseRecord, CarriedRecord, CommitGuard, Journal, PartRecord, Record, State,
+};
 use super::namespace;
 use super::spool::{read_spool, RangeSet, SpoolFile};
 use crate::cos::acl::AclHeaders;
@@ -427,6 +430,30 @@ pub struct WriteHandle<S: ObjectStore> {
     based_on: Option<String>,
     /// The spool journal's record for this handle.
     journal: Journal,
+    /// Taken over from a crashed mount's journal ([`WriteHandle::resume`]): a failure keeps
+    /// the recorded upload (and the state `committing`) for the next try.
+    resumed: bool,
+    /// Parts of a resumed upload as the record lists them, not yet checked against List
+    /// Parts and the spool (kept in the record until then).
+    recorded_parts: Vec<PartRecord>,
+}
+
+/// What [`WriteHandle::reuse_recorded_parts`] made of the crashed mount's upload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumeStats {
+    /// Pieces the file goes up in: its parts, or 1 for a single PUT.
+    pub parts: u32,
+    /// Parts COS already holds, reused instead of sent again.
+    pub reused: u32,
+    /// The recorded upload was gone (or there was none): a new one is started.
+    pub new_upload: bool,
+}
+
+impl ResumeStats {
+    /// Pieces still to send.
+    pub fn sent(&self) -> u32 {
+        self.parts - self.reused.min(self.parts)
+    }
 }
 
 impl<S: ObjectStore> std::fmt::Debug for WriteHandle<S> {
@@ -519,10 +546,11 @@ impl<S: ObjectStore> WriteHandle<S> {
     /// Take over a spool file left by an earlier mount (its journal `record`, read from
     /// `record_path`) to commit it: the content is the spool's bytes where the record says
     /// they were written (or everywhere, without a base), the base object's elsewhere. The
-    /// caller has checked that the object is still the version the write started from and
-    /// aborted the record's multipart upload. [`WriteHandle::flush`] then uploads it; on
-    /// success the spool file and record are removed when the handle goes away, on failure
-    /// both are kept.
+    /// caller has checked that the object is still the version the write started from. The
+    /// record's multipart upload is kept: [`WriteHandle::reuse_recorded_parts`] learns from
+    /// List Parts which of its parts can stay, then [`WriteHandle::flush`] sends the others
+    /// and completes it. On success the spool file and record are removed when the handle
+    /// goes away; on failure both are kept, with the upload, in state `committing`.
     pub fn resume(
         store: Arc<S>,
         cfg: WriteConfig,
@@ -556,12 +584,13 @@ impl<S: ObjectStore> WriteHandle<S> {
             carried.meta.remove(name);
         }
         let mut record = record;
-        record.upload_id = None;
-        record.parts_done.clear();
         record.pid = std::process::id();
+        let upload_id = record.upload_id.clone();
+        let upload_carried = record.upload_carried.clone();
+        let recorded_parts = std::mem::take(&mut record.parts);
         let mut journal = Journal::adopt(record_path, record);
         journal.set_written(dirty.clone());
-        Ok(WriteHandle {
+        let mut handle = WriteHandle {
             store,
             key: journal.record.key.clone(),
             layout: PartLayout::new(cfg.part_size),
@@ -581,7 +610,141 @@ impl<S: ObjectStore> WriteHandle<S> {
             open_truncate_only: false,
             based_on: journal.record.based_on.clone(),
             journal,
-        })
+            resumed: true,
+            recorded_parts,
+        };
+        if let Some(upload_id) = upload_id {
+            let wanted = handle.put_options();
+            // What Initiate sent is fixed for the upload; an older record did not say, so
+            // assume what the record carries now.
+            let initiated = upload_carried.map_or_else(|| wanted.clone(), |c| c.to_options());
+            // Changed after Initiate (chmod, xattr): updated after Complete.
+            handle.meta_changed = initiated.meta != wanted.meta
+                || initiated.storage_class != wanted.storage_class
+                || initiated.acl != wanted.acl;
+            handle.upload = Some(Multipart {
+                upload_id,
+                parts: BTreeMap::new(),
+                tasks: JoinSet::new(),
+                next_task: 0,
+                initiated_meta: initiated.meta,
+                initiated_class: initiated.storage_class,
+                initiated_acl: initiated.acl,
+            });
+        }
+        Ok(handle)
+    }
+
+    /// For a handle from [`WriteHandle::resume`], before its flush: ask COS (List Parts)
+    /// what it holds of the recorded upload, and keep each recorded part whose ETag and size
+    /// COS still shows and whose bytes did not change since it was sent (CRC-64 of the
+    /// spool's range, or a range of the base object nobody wrote). The flush then sends only
+    /// the others. An upload COS no longer knows (NoSuchUpload) is replaced by a new one at
+    /// the flush. Any other error is returned with nothing changed: drop the handle, the
+    /// record stays as it was.
+    pub async fn reuse_recorded_parts(&mut self) -> Result<ResumeStats, WriteError> {
+        let size = self.size();
+        let multipart = size > self.layout.first_part_size();
+        let count = if multipart {
+            self.layout.part_count(size)
+        } else {
+            1
+        };
+        let mut stats = ResumeStats {
+            parts: count,
+            reused: 0,
+            new_upload: self.upload.is_none(),
+        };
+        let Some(upload_id) = self.upload.as_ref().map(|u| u.upload_id.clone()) else {
+            self.recorded_parts.clear();
+            return Ok(stats);
+        };
+        if !multipart {
+            // One PUT now; the flush aborts the recorded upload.
+            self.recorded_parts.clear();
+            return Ok(stats);
+        }
+        let listed = match self.store.list_parts_of(&self.key, &upload_id).await {
+            Ok(parts) => parts,
+            Err(e) if e.kind() == crate::cos::ErrorKind::NoSuchUpload || e.is_not_found() => {
+                tracing::info!(key = %self.key, %upload_id,
+                    "the crashed mount's multipart upload is gone; starting a new one");
+                self.upload = None;
+                self.recorded_parts.clear();
+                stats.new_upload = true;
+                return Ok(stats);
+            }
+            Err(e) => return Err(WriteError::cos("ListParts", &self.key, e)),
+        };
+        let held: BTreeMap<u32, (String, u64)> = listed
+            .into_iter()
+            .map(|p| (p.part_number, (unquote(&p.etag).to_string(), p.size)))
+            .collect();
+        let recorded = self.recorded_parts.clone();
+        let mut reused = Vec::new();
+        for part in recorded {
+            let number = part.number;
+            if number == 0 || number > count {
+                continue;
+            }
+            let (start, end) = self.layout.part_range(number, size);
+            let same_on_cos = held
+                .get(&number)
+                .is_some_and(|(etag, len)| *etag == unquote(&part.etag) && *len == part.len);
+            if part.len != end - start || !same_on_cos {
+                continue;
+            }
+            if !self.part_unchanged(&part, start, end).await? {
+                continue;
+            }
+            reused.push((
+                number,
+                DonePart {
+                    etag: part.etag.clone(),
+                    crc64: part.crc64,
+                    len: part.len,
+                },
+            ));
+        }
+        stats.reused = reused.len() as u32;
+        if let Some(upload) = &mut self.upload {
+            for (number, done) in reused {
+                upload.parts.insert(number, PartSlot::Done(done));
+            }
+        }
+        self.recorded_parts.clear();
+        Ok(stats)
+    }
+
+    /// Are the file's bytes `[start, end)` still what recorded `part` sent?
+    async fn part_unchanged(
+        &mut self,
+        part: &PartRecord,
+        start: u64,
+        end: u64,
+    ) -> Result<bool, WriteError> {
+        // Nobody wrote the range, and the base object is the version the write started from
+        // (the caller checked): the part holds the base's bytes, however it was sent.
+        let from_base = self
+            .base
+            .as_ref()
+            .is_some_and(|b| end <= b.len && !self.dirty.intersects(start, end));
+        if from_base {
+            return Ok(true);
+        }
+        let Some(sent) = part.crc64 else {
+            return Ok(false);
+        };
+        // The spool may have been written again after the part was sent: compare its bytes.
+        self.ensure_local(start, end).await?;
+        let (_, crc, _mem) = read_with_crc(
+            self.spool.file(),
+            self.spool.path().to_path_buf(),
+            start,
+            end - start,
+        )
+        .await?;
+        Ok(crc == sent)
     }
 
     fn new(
@@ -618,6 +781,8 @@ impl<S: ObjectStore> WriteHandle<S> {
             open_truncate_only: false,
             based_on: None,
             journal,
+            resumed: false,
+            recorded_parts: Vec::new(),
         })
     }
 
@@ -635,13 +800,39 @@ impl<S: ObjectStore> WriteHandle<S> {
         });
         r.carried = CarriedRecord::of(&opts);
         r.upload_id = self.upload.as_ref().map(|u| u.upload_id.clone());
-        r.parts_done = self.upload.as_ref().map_or_else(Vec::new, |u| {
+        r.upload_carried = self.upload.as_ref().map(|u| {
+            CarriedRecord::of(&PutOptions {
+                meta: u.initiated_meta.clone(),
+                storage_class: u.initiated_class.clone(),
+                acl: u.initiated_acl.clone(),
+                ..Default::default()
+            })
+        });
+        let mut parts: Vec<PartRecord> = self.upload.as_ref().map_or_else(Vec::new, |u| {
             u.parts
                 .iter()
-                .filter(|(_, p)| matches!(p, PartSlot::Done(_)))
-                .map(|(n, _)| *n)
+                .filter_map(|(n, p)| match p {
+                    PartSlot::Done(d) => Some(PartRecord {
+                        number: *n,
+                        etag: d.etag.clone(),
+                        crc64: d.crc64,
+                        len: d.len,
+                    }),
+                    PartSlot::InFlight { .. } => None,
+                })
                 .collect()
         });
+        // Parts of a resumed upload not checked yet stay recorded (a crash now keeps them).
+        if self.upload.is_some() {
+            for p in &self.recorded_parts {
+                if !parts.iter().any(|q| q.number == p.number) {
+                    parts.push(p.clone());
+                }
+            }
+            parts.sort_by_key(|p| p.number);
+        }
+        r.parts_done = parts.iter().map(|p| p.number).collect();
+        r.parts = parts;
         r.state = state;
         r.error = match &self.phase {
             Phase::Failed(e) => Some(e.to_string()),
@@ -1514,11 +1705,18 @@ impl<S: ObjectStore> WriteHandle<S> {
     }
 
     /// Enter the sticky failed state: abort the upload, keep the spool, log where it is.
+    /// A resumed handle keeps its upload and the record's state `committing` instead, so the
+    /// next mount (or `cosmount recover --push`) tries again from what COS holds.
     async fn fail(&mut self, err: WriteError) -> WriteError {
         crate::metrics::global().upload_finished(&self.key);
-        if let Some(upload) = self.upload.take() {
-            // A failed abort keeps the id for the record (and so for `cosmount recover`).
-            self.upload = self.abort_upload(upload).await;
+        if let Some(mut upload) = self.upload.take() {
+            if self.resumed {
+                upload.tasks.shutdown().await;
+                self.upload = Some(upload);
+            } else {
+                // A failed abort keeps the id for the record (and so for `cosmount recover`).
+                self.upload = self.abort_upload(upload).await;
+            }
         }
         let spool = match self.spool.keep() {
             Ok(path) => path.display().to_string(),
@@ -1532,7 +1730,12 @@ impl<S: ObjectStore> WriteHandle<S> {
             "upload failed, the written data is kept in the spool file: {err}"
         );
         self.phase = Phase::Failed(err.clone());
-        self.journal_sync(State::Failed, true);
+        let state = if self.resumed {
+            State::Committing
+        } else {
+            State::Failed
+        };
+        self.journal_sync(state, true);
         // A kept upload is not used again: the handle is failed for good.
         self.upload = None;
         err
@@ -1556,7 +1759,11 @@ impl<S: ObjectStore> Drop for WriteHandle<S> {
             self.journal.remove();
         }
         // A handle dropped without close (e.g. the mount going away) must not leave a pending
-        // multipart upload costing storage.
+        // multipart upload costing storage. A resumed one keeps it: its record still names it
+        // for the next try (or `cosmount recover --drop`).
+        if self.resumed && self.spool.is_kept() {
+            return;
+        }
         if let Some(upload) = self.upload.take() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let store = self.store.clone();
@@ -1567,6 +1774,33 @@ impl<S: ObjectStore> Drop for WriteHandle<S> {
             }
         }
     }
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// The object the record's upload makes when completed, if the record lists every part of a
+/// file of `size` bytes with its CRC: (combined CRC-64, number of parts). A crash after
+/// Complete but before the record said so leaves exactly that object.
+pub fn recorded_upload_crc(record: &Record, size: u64) -> Option<(u64, u32)> {
+    let layout = PartLayout::new(record.part_size);
+    if size <= layout.first_part_size() || record.upload_id.is_none() {
+        return None;
+    }
+    let count = layout.part_count(size);
+    if record.parts.len() != count as usize {
+        return None;
+    }
+    let mut crc = 0u64;
+    for (i, part) in record.parts.iter().enumerate() {
+        let (start, end) = layout.part_range(i as u32 + 1, size);
+        if part.number != i as u32 + 1 || part.len != end - start {
+            return None;
+        }
+        crc = crc64::combine(crc, part.crc64?, part.len);
+    }
+    Some((crc, count))
 }
 
 /// Merge sorted ranges whose distance is at most `max_hole`.

@@ -1,34 +1,36 @@
-//! `cosmount recover BUCKET [--cache-dir DIR] [--commit|--discard] [--key KEY]...`: the
+//! `cosmount recover BUCKET [--cache-dir DIR] [--list | --push KEY | --drop KEY]`: the
 //! unfinished writes a crashed or stopped mount left in its spool journal.
 //!
-//! Without `--commit` or `--discard` it lists them, one tab-separated line each:
+//! `--list` (the default) prints them, one tab-separated line each:
 //! `STATE KEY SIZE AGE_SECONDS SPOOL_PATH` (STATE: `open` = still open for writing at the
-//! crash, `committing` = closed but not confirmed, `failed` = its upload failed). Nothing
-//! is committed on its own: the application may not have finished the file.
+//! crash, `committing` = closed but not confirmed (the next mount resumes those itself),
+//! `failed` = its upload failed, or the object changed meanwhile). Files still open at the
+//! crash are never committed on their own: the application may not have finished them.
 //!
-//! `--commit` uploads each spool as its object, but only while the object is still the
+//! `--push KEY` (repeatable) commits that file, but only while the object is still the
 //! version the write started from (HEAD: same ETag, or still absent for a new file); if it
-//! changed, the spool is kept and the reason printed. The record's multipart upload is
-//! aborted first; the upload itself is a fresh one (a single PUT up to one part, else
-//! multipart, with server-side copies of the unchanged parts of the base object).
-//! `--discard` deletes spool and record and aborts their multipart uploads. Files a running
-//! mount holds are never touched.
+//! changed, the spool is kept and the reason printed. A recorded multipart upload is resumed:
+//! List Parts tells which parts COS holds, those whose bytes did not change are kept, only
+//! the others are sent (a single PUT up to one part). `--drop KEY` (repeatable) aborts the
+//! record's multipart upload and deletes spool and record. `--commit` and `--discard` do the
+//! same for every unfinished write (or those named by `--key`). Files a running mount holds
+//! are never touched.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use super::uploads::{client_for, runtime, Target};
 use super::{Failure, EXIT_FAILURE};
-use crate::cos::crc64;
-use crate::cos::{Client, ObjectStore};
-use crate::fs::journal::{self, Leftover, Record, State};
+use crate::cos::Client;
+use crate::fs::journal::{self, Leftover, Resumed, State};
 use crate::fs::spool;
-use crate::fs::write::{WriteConfig, WriteHandle};
+use crate::fs::write::WriteConfig;
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").multiple(false)))]
 pub struct RecoverArgs {
     #[command(flatten)]
     target: Target,
@@ -36,15 +38,49 @@ pub struct RecoverArgs {
     /// ($XDG_CACHE_HOME/cosmount, /var/cache/cosmount for root, ~/.cache/cosmount).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// Upload each unfinished write as its object (only over the version it started from).
-    #[arg(long, conflicts_with = "discard")]
+    /// List the unfinished writes (the default).
+    #[arg(long, group = "action")]
+    list: bool,
+    /// Commit the unfinished write of KEY (repeatable), only over the version it started
+    /// from; a recorded multipart upload is resumed.
+    #[arg(long, value_name = "KEY", group = "action", allow_hyphen_values = true)]
+    push: Vec<String>,
+    /// Abort the multipart upload of KEY's unfinished write and delete its spool file and
+    /// record (repeatable).
+    #[arg(
+        long = "drop",
+        value_name = "KEY",
+        group = "action",
+        allow_hyphen_values = true
+    )]
+    drop_keys: Vec<String>,
+    /// --push every unfinished write of the bucket (or those named by --key).
+    #[arg(long, group = "action")]
     commit: bool,
-    /// Delete each unfinished write and abort its multipart upload.
-    #[arg(long)]
+    /// --drop every unfinished write of the bucket (or those named by --key), and spool files
+    /// without a record.
+    #[arg(long, group = "action")]
     discard: bool,
-    /// Only this key (repeatable); default: every unfinished write of the bucket.
+    /// With --commit / --discard: only this key (repeatable).
     #[arg(long = "key", value_name = "KEY", allow_hyphen_values = true)]
     keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    List,
+    Push,
+    Drop,
+}
+
+impl Action {
+    fn done(self) -> &'static str {
+        match self {
+            Action::List => "listed",
+            Action::Push => "committed",
+            Action::Drop => "dropped",
+        }
+    }
 }
 
 pub fn run(a: RecoverArgs) -> ExitCode {
@@ -71,6 +107,17 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
         .strip_prefix("cosfs#")
         .unwrap_or(a.target.bucket())
         .to_string();
+    let (action, keys) = if !a.push.is_empty() {
+        (Action::Push, a.push.clone())
+    } else if !a.drop_keys.is_empty() {
+        (Action::Drop, a.drop_keys.clone())
+    } else if a.commit {
+        (Action::Push, a.keys.clone())
+    } else if a.discard {
+        (Action::Drop, a.keys.clone())
+    } else {
+        (Action::List, a.keys.clone())
+    };
     let cache_dir = a.cache_dir.clone().unwrap_or_else(spool::default_cache_dir);
     let spool_dir = cache_dir.join("spool");
     if !spool_dir.is_dir() {
@@ -78,7 +125,14 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
             "no spool directory at {}: nothing to recover",
             spool_dir.display()
         );
-        return Ok(());
+        return if action != Action::List && !keys.is_empty() {
+            Err(failure(format!(
+                "no unfinished write of {}",
+                keys.join(", ")
+            )))
+        } else {
+            Ok(())
+        };
     }
     let found = journal::scan(&spool_dir)
         .map_err(|e| failure(format!("reading {}: {e}", spool_dir.display())))?;
@@ -89,7 +143,7 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
         match &l.record {
             Ok(r) if r.bucket != bucket && !r.bucket.is_empty() => other_buckets += 1,
             Ok(r) if !r.key.starts_with(&prefix) => {}
-            Ok(r) if !a.keys.is_empty() && !a.keys.contains(&r.key) => {}
+            Ok(r) if !keys.is_empty() && !keys.contains(&r.key) => {}
             Ok(r) if r.state == State::Committed => {
                 // Nothing pending: the object holds it. Clean up quietly.
                 let _ = journal::remove_leftover(&l);
@@ -106,17 +160,19 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
     if other_buckets > 0 {
         eprintln!("{other_buckets} unfinished write(s) of other buckets left alone");
     }
-    if !a.commit && !a.discard {
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !mine.iter().any(|l| l.key() == k.as_str()))
+        .collect();
+    if action == Action::List {
         for l in &mine {
             print_line(l);
         }
-        if !found.orphans.is_empty() {
-            for o in &found.orphans {
-                println!("orphan\t-\t-\t-\t{}", o.display());
-            }
+        for o in &found.orphans {
+            println!("orphan\t-\t-\t-\t{}", o.display());
         }
         eprintln!(
-            "{} unfinished write(s) of {bucket} in {}{}; --commit uploads them, --discard deletes them",
+            "{} unfinished write(s) of {bucket} in {}{}; --push KEY commits one, --drop KEY deletes one",
             mine.len(),
             spool_dir.display(),
             if found.orphans.is_empty() {
@@ -134,16 +190,15 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
     let rt = runtime()?;
     let mut failures = 0usize;
     for l in &mine {
-        let ok = if a.commit {
-            rt.block_on(commit_one(&client, &spool_dir, &bucket, l))
-        } else {
-            rt.block_on(discard_one(&client, l))
+        let ok = match action {
+            Action::Push => rt.block_on(push_one(&client, &spool_dir, l)),
+            _ => rt.block_on(drop_one(&client, l)),
         };
         if !ok {
             failures += 1;
         }
     }
-    if a.discard && a.keys.is_empty() && prefix.is_empty() {
+    if a.discard && keys.is_empty() && prefix.is_empty() {
         for o in &found.orphans {
             match std::fs::remove_file(o) {
                 Ok(()) => println!("deleted orphan\t{}", o.display()),
@@ -157,12 +212,22 @@ fn recover(a: RecoverArgs) -> Result<(), Failure> {
     eprintln!(
         "{} write(s) {}, {failures} not",
         mine.len() - failures.min(mine.len()),
-        if a.commit { "committed" } else { "discarded" }
+        action.done()
     );
+    if !missing.is_empty() {
+        return Err(failure(format!(
+            "no unfinished write of {} (in use by a running mount, of another bucket, or not there)",
+            missing
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     if failures > 0 {
         return Err(failure(format!(
             "{failures} write(s) could not be {}; their spool files are kept",
-            if a.commit { "committed" } else { "discarded" }
+            action.done()
         )));
     }
     Ok(())
@@ -182,29 +247,16 @@ fn print_line(l: &Leftover) {
     }
 }
 
-/// Abort the record's multipart upload (gone already counts as done).
-async fn abort_recorded(client: &Client, r: &Record) -> Result<(), String> {
-    let Some(id) = &r.upload_id else {
-        return Ok(());
-    };
-    match client.abort_multipart(&r.key, id).await {
-        Ok(()) => Ok(()),
-        // NoSuchUpload: the daemon (or COS) already ended it.
-        Err(e) if e.is_not_found() || e.kind() == crate::cos::ErrorKind::NoSuchUpload => Ok(()),
-        Err(e) => Err(format!("aborting upload {id}: {e}")),
-    }
-}
-
-async fn discard_one(client: &Client, l: &Leftover) -> bool {
+async fn drop_one(client: &Client, l: &Leftover) -> bool {
     if let Ok(r) = &l.record {
-        if let Err(e) = abort_recorded(client, r).await {
+        if let Err(e) = journal::abort_recorded_upload(client, r).await {
             eprintln!("cosmount: {}: {e}; spool kept", r.key);
             return false;
         }
     }
     match journal::remove_leftover(l) {
         Ok(()) => {
-            println!("discarded\t{}\t{}", l.key(), l.size().unwrap_or(0));
+            println!("dropped\t{}\t{}", l.key(), l.size().unwrap_or(0));
             true
         }
         Err(e) => {
@@ -214,116 +266,34 @@ async fn discard_one(client: &Client, l: &Leftover) -> bool {
     }
 }
 
-/// The CRC-64 of the first `len` bytes of a spool file (bytes past its end are zeros).
-fn spool_crc(l: &Leftover, len: u64) -> std::io::Result<u64> {
-    let file = std::fs::File::open(&l.spool_path)?;
-    let mut crc = 0u64;
-    let mut at = 0u64;
-    while at < len {
-        let n = (len - at).min(8 << 20);
-        let chunk = spool::read_spool(&file, at, n as usize)?;
-        crc = crc64::combine(crc, crc64::checksum(&chunk), n);
-        at += n;
-    }
-    Ok(crc)
-}
-
-async fn commit_one(
-    client: &Client,
-    spool_dir: &std::path::Path,
-    bucket: &str,
-    l: &Leftover,
-) -> bool {
-    let r = match &l.record {
-        Ok(r) => r.clone(),
-        Err(e) => {
-            eprintln!(
-                "cosmount: {}: unreadable record ({e}); left alone",
-                l.record_path.display()
-            );
-            return false;
-        }
-    };
-    if r.version != journal::RECORD_VERSION {
-        eprintln!(
-            "cosmount: {}: record version {} not understood; left alone",
-            r.key, r.version
-        );
-        return false;
-    }
-    if l.spool_len.is_none() {
-        eprintln!(
-            "cosmount: {}: the spool file {} is missing; nothing to commit (use --discard)",
-            r.key,
-            l.spool_path.display()
-        );
-        return false;
-    }
+async fn push_one(client: &Client, spool_dir: &std::path::Path, l: &Leftover) -> bool {
+    let key = l.key().to_string();
     let size = l.size().unwrap_or(0);
-    let head = ObjectStore::head_object(client, &r.key).await;
-    let current = match head {
-        Ok(info) => Some(info),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => {
-            eprintln!("cosmount: {}: HEAD failed: {e}; spool kept", r.key);
-            return false;
-        }
-    };
-    let unchanged = match (&r.based_on, &current) {
-        (Some(etag), Some(info)) => &info.etag == etag,
-        (None, None) => true,
-        _ => false,
-    };
-    if !unchanged {
-        // Committed by the crashed mount after all (its answer never recorded)?
-        if let (None, Some(info)) = (&r.base, &current) {
-            if info.size == size && info.crc64.is_some() && spool_crc(l, size).ok() == info.crc64 {
-                let _ = abort_recorded(client, &r).await;
-                let _ = journal::remove_leftover(l);
-                println!("already committed\t{}\t{size}\t{}", r.key, info.etag);
-                return true;
-            }
-        }
-        let now = current
-            .as_ref()
-            .map_or("absent".to_string(), |i| format!("ETag {}", i.etag));
-        let was = r
-            .based_on
-            .as_ref()
-            .map_or("absent".to_string(), |e| format!("ETag {e}"));
-        eprintln!(
-            "cosmount: {}: the object changed since the write began (now {now}, was {was}); not overwritten, spool kept at {}",
-            r.key,
-            l.spool_path.display()
-        );
-        return false;
-    }
-    if let Err(e) = abort_recorded(client, &r).await {
-        eprintln!("cosmount: {}: {e}; spool kept", r.key);
-        return false;
-    }
-    let mut cfg = WriteConfig::new(spool_dir.to_path_buf());
-    cfg.bucket = bucket.to_string();
-    if r.part_size > 0 {
-        cfg.part_size = r.part_size;
-    }
-    let key = r.key.clone();
-    let mut handle =
-        match WriteHandle::resume(Arc::new(client.clone()), cfg, r, l.record_path.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("cosmount: {key}: {e}; spool kept");
-                return false;
-            }
-        };
-    match handle.flush().await {
-        Ok(result) => {
-            println!("committed\t{key}\t{size}\t{}", result.etag);
+    let cfg = WriteConfig::new(spool_dir.to_path_buf());
+    match journal::resume_leftover(Arc::new(client.clone()), cfg, l).await {
+        Resumed::Committed { etag, stats } => {
+            println!(
+                "committed\t{key}\t{size}\t{etag}\tparts={} reused={} sent={}",
+                stats.parts,
+                stats.reused,
+                stats.sent()
+            );
             true
         }
-        Err(e) => {
+        Resumed::AlreadyCommitted { etag } => {
+            println!("already committed\t{key}\t{size}\t{etag}");
+            true
+        }
+        Resumed::Conflict { now, was } => {
             eprintln!(
-                "cosmount: {key}: upload failed: {e}; spool kept at {}",
+                "cosmount: {key}: the object changed since the write began (now {now}, was {was}); not overwritten, spool kept at {}",
+                l.spool_path.display()
+            );
+            false
+        }
+        Resumed::NotDone(why) => {
+            eprintln!(
+                "cosmount: {key}: {why}; spool kept at {}",
                 l.spool_path.display()
             );
             false
