@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use hyper::{Response, StatusCode};
-use tokio_util::io::ReaderStream;
 
 use super::{
     attrs_from_request, authorize, empty, http_date, iso_date_secs, precheck_content_md5,
@@ -196,14 +195,75 @@ pub fn get_object(
         }
     }
     if let Some(file) = file {
-        use std::io::{Seek, SeekFrom};
-        use tokio::io::AsyncReadExt;
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))?;
-        let reader = tokio::fs::File::from_std(file).take(len);
-        *resp.body_mut() = Body::from_stream(ReaderStream::with_capacity(reader, READ_CHUNK));
+        *resp.body_mut() = file_body(file, offset, len);
     }
     Ok(resp)
+}
+
+/// `len` bytes of `file` from `offset`, read in [`READ_CHUNK`]s straight into the buffers that
+/// go out. (tokio's `File` reads into a buffer of its own and copies from there: a second copy
+/// of every byte served, 12% of cos-local's CPU during a GET.)
+fn file_body(file: std::fs::File, offset: u64, len: u64) -> Body {
+    let file = Arc::new(file);
+    let chunks = futures::stream::try_unfold((offset, len), move |(pos, left)| {
+        let file = file.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = left.min(READ_CHUNK as u64) as usize;
+            let chunk = tokio::task::spawn_blocking(move || read_chunk(&file, pos, want))
+                .await
+                .map_err(std::io::Error::other)??;
+            if chunk.is_empty() {
+                // The file is shorter than its metadata says: end the body early, so the
+                // client sees a short body rather than a hang.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "object file shorter than its recorded size",
+                ));
+            }
+            let n = chunk.len() as u64;
+            Ok(Some((chunk, (pos + n, left - n))))
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+/// Up to `want` bytes at `pos` (fewer only at the end of the file), into a fresh buffer.
+fn read_chunk(file: &std::fs::File, pos: u64, want: usize) -> std::io::Result<bytes::Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf = bytes::BytesMut::with_capacity(want);
+    let mut filled = 0usize;
+    while filled < want {
+        let spare = buf.spare_capacity_mut();
+        let offset = libc::off_t::try_from(pos + filled as u64)
+            .map_err(|_| std::io::Error::other("offset out of range"))?;
+        // SAFETY: pread writes at most `want - filled` bytes into the spare capacity, which is
+        // at least that long, and the length is only advanced by what it wrote.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                want - filled,
+                offset,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        filled += n as usize;
+        // SAFETY: the first `filled` bytes were written by pread above.
+        unsafe { buf.set_len(filled) };
+    }
+    Ok(buf.freeze())
 }
 
 /// `x-cos-copy-source` -> (bucket, key). Accepts `{bucket}.cos.{region}.myqcloud.com/{key}`,
