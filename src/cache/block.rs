@@ -6,6 +6,7 @@
 //! carries the permit of its memory (shared with the read that fetched it), and the cache is the
 //! first to give way when room is short. While anyone waits for memory it does not grow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -26,11 +27,45 @@ pub struct BlockKey {
 pub struct Block {
     pub data: Bytes,
     mem: Option<Arc<MemPermit>>,
+    /// The blocks fetched with this one share one buffer (one GET received in one piece, so a
+    /// read spanning them is a slice, not a copy): index range `[first, first + count)`. The
+    /// buffer is freed only with its last block, so the cache evicts them together.
+    siblings: Siblings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Siblings {
+    first: u64,
+    count: u64,
+    /// Which buffer (a later GET of the same range has a buffer of its own).
+    run: u64,
 }
 
 impl Block {
     pub fn new(data: Bytes, mem: Option<Arc<MemPermit>>) -> Self {
-        Block { data, mem }
+        Block {
+            data,
+            mem,
+            siblings: Siblings::default(),
+        }
+    }
+
+    /// The blocks `[first, first + count)` received into one buffer, each with its permit.
+    pub fn run(first: u64, pieces: Vec<(Bytes, Option<Arc<MemPermit>>)>) -> Vec<Block> {
+        static RUNS: AtomicU64 = AtomicU64::new(1);
+        let siblings = Siblings {
+            first,
+            count: pieces.len() as u64,
+            run: RUNS.fetch_add(1, Ordering::Relaxed),
+        };
+        pieces
+            .into_iter()
+            .map(|(data, mem)| Block {
+                data,
+                mem,
+                siblings,
+            })
+            .collect()
     }
 
     /// Count the block as read, no longer as prefetch (see [`MemPermit::claim`]).
@@ -90,16 +125,23 @@ impl BlockCache {
         }
         let weight = block.data.len();
         let mut inner = self.lock();
-        if memory::global().has_waiters() {
-            // Someone waits for memory: make room for this block rather than grow.
-            let mut freed = 0;
-            while freed < weight {
-                let Some((_, old)) = inner.pop_lru() else {
-                    // Nothing to trade it for: do not keep it.
-                    return;
-                };
-                freed += old.data.len();
-            }
+        if weight > inner.budget() {
+            return;
+        }
+        inner.remove(&key);
+        // Someone waits for memory: make room for this block rather than grow. Otherwise make
+        // room within the budget (here, not in the LRU, so a block's siblings go with it).
+        let limit = if memory::global().has_waiters() {
+            inner.total_weight()
+        } else {
+            inner.budget()
+        };
+        while inner.total_weight() + weight > limit {
+            let Some((old_key, old)) = inner.pop_lru() else {
+                // Nothing to trade it for: do not keep it.
+                return;
+            };
+            evict_siblings(&mut inner, &old_key, &old);
         }
         inner.insert(key, block, weight);
     }
@@ -110,15 +152,41 @@ impl BlockCache {
     }
 }
 
+/// Drop the blocks that share `evicted`'s buffer (it is freed only when they all go); the
+/// bytes they weighed.
+fn evict_siblings(lru: &mut WeightedLru<BlockKey, Block>, key: &BlockKey, evicted: &Block) -> u64 {
+    let Siblings { first, count, .. } = evicted.siblings;
+    let mut freed = 0;
+    for index in first..first.saturating_add(count) {
+        if index == key.index {
+            continue;
+        }
+        let sibling = BlockKey {
+            key: key.key.clone(),
+            etag: key.etag.clone(),
+            index,
+        };
+        if lru
+            .peek(&sibling)
+            .is_some_and(|b| b.siblings == evicted.siblings)
+        {
+            if let Some(b) = lru.take(&sibling) {
+                freed += b.data.len() as u64;
+            }
+        }
+    }
+    freed
+}
+
 impl Reclaim for BlockCache {
     fn reclaim(&self, bytes: u64) -> u64 {
         let mut inner = self.lock();
         let mut freed = 0u64;
         while freed < bytes {
-            let Some((_, old)) = inner.pop_lru() else {
+            let Some((old_key, old)) = inner.pop_lru() else {
                 break;
             };
-            freed += old.data.len() as u64;
+            freed += old.data.len() as u64 + evict_siblings(&mut inner, &old_key, &old);
         }
         freed
     }
@@ -173,5 +241,34 @@ mod tests {
         assert_eq!(c.held(), 20);
         assert_eq!(c.get(&k(0)), None);
         assert!(c.get(&k(3)).is_some());
+    }
+
+    /// The blocks of one buffer leave together (its memory is freed only with the last one),
+    /// even when one of them was used more recently.
+    #[test]
+    fn blocks_of_one_buffer_are_evicted_together() {
+        let c = BlockCache::new(40);
+        let whole = Bytes::from_static(b"aaaaaaaaaabbbbbbbbbbcccccccccc");
+        let run = Block::run(
+            0,
+            (0..3)
+                .map(|i| (whole.slice(i * 10..(i + 1) * 10), None))
+                .collect(),
+        );
+        for (i, block) in run.into_iter().enumerate() {
+            c.insert(k(i as u64), block);
+        }
+        assert!(c.get(&k(2)).is_some());
+        // Room for 10 more bytes: the least recent block goes, and with it its siblings.
+        c.insert(k(7), b(b"0123456789"));
+        c.insert(k(8), b(b"0123456789"));
+        assert_eq!(
+            c.get(&k(2)),
+            None,
+            "a sibling outlived its buffer's eviction"
+        );
+        assert_eq!(c.used_bytes(), 20);
+        // The newer blocks stay.
+        assert!(c.get(&k(8)).is_some());
     }
 }

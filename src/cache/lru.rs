@@ -40,6 +40,18 @@ impl<K: Hash + Eq, V> WeightedLru<K, V> {
         }
     }
 
+    /// The value at `key`, without making it more recently used.
+    pub(crate) fn peek(&self, key: &K) -> Option<&V> {
+        self.map.peek(key).map(|(_, v)| v)
+    }
+
+    /// Remove and return the value at `key`.
+    pub(crate) fn take(&mut self, key: &K) -> Option<V> {
+        let (w, v) = self.map.pop(key)?;
+        self.total -= w;
+        Some(v)
+    }
+
     pub(crate) fn remove(&mut self, key: &K) {
         if let Some((w, _)) = self.map.pop(key) {
             self.total -= w;
@@ -56,6 +68,10 @@ impl<K: Hash + Eq, V> WeightedLru<K, V> {
     /// Most recently used first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter().map(|(k, (_, v))| (k, v))
+    }
+
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
     }
 
     pub(crate) fn total_weight(&self) -> usize {

@@ -539,6 +539,7 @@ impl Client {
             let info = self.head_object(key, &conditions).await?;
             return Ok(RangePieces {
                 pieces: Vec::new(),
+                whole: Bytes::new(),
                 etag: info.etag,
                 object_size: info.size,
             });
@@ -767,9 +768,9 @@ async fn read_range_body(
         None => start,
     };
     let want = len.min(out.content_length.saturating_sub(skip));
-    let piece = piece.clamp(1, want.max(1));
-    let mut pieces = Vec::with_capacity(want.div_ceil(piece) as usize);
-    let mut cur = bytes::BytesMut::new();
+    // One buffer for the whole range (the caller reserved `len` bytes of memory for it), cut
+    // into pieces at the end: a read spanning pieces is then a slice of it, not a copy.
+    let mut cur = bytes::BytesMut::with_capacity(usize::try_from(want).unwrap_or(0));
     let mut got = 0u64;
     let mut body = out.body;
     while got < want {
@@ -782,33 +783,23 @@ async fn read_range_body(
             skip -= n as u64;
             chunk = &chunk[n..];
         }
-        while !chunk.is_empty() && got < want {
-            if cur.capacity() == 0 {
-                cur = bytes::BytesMut::with_capacity(piece.min(want - got) as usize);
-            }
-            let room = cur.capacity() - cur.len();
-            let n = room.min(chunk.len());
-            cur.extend_from_slice(&chunk[..n]);
-            chunk = &chunk[n..];
-            got += n as u64;
-            if cur.len() == cur.capacity() {
-                pieces.push(std::mem::take(&mut cur).freeze());
-            }
-        }
-    }
-    if !cur.is_empty() {
-        pieces.push(cur.freeze());
+        let n = (want - got).min(chunk.len() as u64) as usize;
+        cur.extend_from_slice(&chunk[..n]);
+        got += n as u64;
     }
     if got < want {
         return Err(CosError::InvalidResponse(format!(
             "object body ended after {got} of {want} bytes"
         )));
     }
-    Ok(RangePieces {
-        pieces,
-        etag,
-        object_size,
-    })
+    Ok(RangePieces::slicing(
+        RangeData {
+            data: cur.freeze(),
+            etag,
+            object_size,
+        },
+        piece,
+    ))
 }
 
 /// Stream a GET answer into `path`, checking the whole-object CRC-64; removes the file on error.

@@ -105,11 +105,13 @@ pub struct RangeData {
     pub object_size: u64,
 }
 
-/// The bytes of a ranged GET cut into pieces, each its own allocation (see
+/// The bytes of a ranged GET cut into pieces, slices of one buffer (see
 /// [`ObjectStore::get_range_pieces`]).
 #[derive(Debug, Clone)]
 pub struct RangePieces {
     pub pieces: Vec<Bytes>,
+    /// The one buffer the pieces are slices of, in order.
+    pub whole: Bytes,
     /// The object's ETag at the time of the read (quotes stripped).
     pub etag: String,
     pub object_size: u64,
@@ -125,6 +127,7 @@ impl RangePieces {
             .collect();
         RangePieces {
             pieces,
+            whole: data,
             etag: range.etag,
             object_size: range.object_size,
         }
@@ -216,9 +219,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         if_match: Option<&str>,
     ) -> impl Future<Output = Result<RangeData>> + Send;
 
-    /// [`ObjectStore::get_range`] with the bytes received straight into pieces of `piece`
-    /// bytes (the last may be shorter), each its own allocation, so the block cache can free
-    /// them one by one. The default slices `get_range`'s one buffer.
+    /// [`ObjectStore::get_range`] with the bytes cut into pieces of `piece` bytes (the last may
+    /// be shorter), slices of one buffer (the block cache evicts them together).
     fn get_range_pieces(
         &self,
         key: &str,

@@ -58,8 +58,13 @@ const MIN_RUN: u64 = 1024 * 1024;
 /// window (`read_ahead_kb`, 4 MiB by default) as concurrent requests that may arrive out of order.
 pub const SEQUENTIAL_SLACK: u64 = 8 * 1024 * 1024;
 
-/// The blocks of a finished run, in order (each `BLOCK_SIZE`, the last maybe shorter).
-type RunBlocks = Arc<Vec<Block>>;
+/// A finished run: its bytes in one buffer, and its blocks (slices of it, each `BLOCK_SIZE`,
+/// the last maybe shorter) holding the memory permits.
+struct Fetched {
+    whole: Bytes,
+    blocks: Vec<Block>,
+}
+type RunBlocks = Arc<Fetched>;
 type RunData = Shared<BoxFuture<'static, Result<RunBlocks, Arc<FsError>>>>;
 
 /// One ranged GET of `[start, end)`, in flight or done.
@@ -258,22 +263,20 @@ impl ReadHandle {
                 from,
                 to,
             } => {
-                let blocks = data.await.map_err(FsError::Shared)?;
-                let mut pos = from;
-                while pos < to {
-                    let index = ((pos - run_start) / BLOCK_SIZE) as usize;
-                    let block_start = run_start + index as u64 * BLOCK_SIZE;
-                    let block = blocks.get(index).ok_or_else(|| {
-                        self.short_read(pos, to - pos, blocks.len() as u64 * BLOCK_SIZE)
-                    })?;
+                let run = data.await.map_err(FsError::Shared)?;
+                let first = ((from - run_start) / BLOCK_SIZE) as usize;
+                let last = ((to - 1 - run_start) / BLOCK_SIZE) as usize;
+                for block in run.blocks.iter().take(last + 1).skip(first) {
                     block.claim();
-                    let upto = to.min(block_start + block.data.len() as u64);
-                    let slice = slice_of(&block.data, pos - block_start, upto - block_start)
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| self.short_read(pos, to - pos, upto - pos))?;
-                    out.push(slice);
-                    pos = upto;
                 }
+                // One slice of the run's buffer, however many blocks it spans: no copy.
+                let slice = slice_of(&run.whole, from - run_start, to - run_start)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        let got = (run.whole.len() as u64).saturating_sub(from - run_start);
+                        self.short_read(from, to - from, got)
+                    })?;
+                out.push(slice);
             }
         }
         Ok(())
@@ -474,10 +477,11 @@ impl ReadHandle {
                     got: received,
                 });
             }
-            // One permit per block, so each is given back when its last holder lets go.
+            // One permit per block, so each is given back when its last holder lets go (the
+            // cache evicts the blocks of one buffer together, see `Block::run`).
             let count = got.pieces.len();
             let mut rest = Some(mem);
-            let mut blocks = Vec::with_capacity(count);
+            let mut pieces = Vec::with_capacity(count);
             for (i, data) in got.pieces.into_iter().enumerate() {
                 let permit = if i + 1 == count {
                     rest.take()
@@ -486,18 +490,24 @@ impl ReadHandle {
                         .and_then(|m| m.split_off(data.len() as u64))
                         .or_else(|| rest.take())
                 };
-                let block = Block::new(data, permit.map(Arc::new));
+                pieces.push((data, permit.map(Arc::new)));
+            }
+            let first = start / BLOCK_SIZE;
+            let blocks = Block::run(first, pieces);
+            for (i, block) in blocks.iter().enumerate() {
                 cache.insert(
                     BlockKey {
                         key: key.clone(),
                         etag: etag.clone(),
-                        index: start / BLOCK_SIZE + i as u64,
+                        index: first + i as u64,
                     },
                     block.clone(),
                 );
-                blocks.push(block);
             }
-            Ok(Arc::new(blocks))
+            Ok(Arc::new(Fetched {
+                whole: got.whole,
+                blocks,
+            }))
         });
         let data = async move {
             match task.await {
