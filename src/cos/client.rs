@@ -91,13 +91,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Make rustls use the `ring` provider (the crate is built without aws-lc). Idempotent; every
-/// `Client` calls it, and so must any other code building a reqwest client first.
-pub fn install_crypto_provider() {
-    // Err only when a provider is already installed, which is what we want either way.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Everything a [`Client`] needs. Build with [`ClientConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -543,7 +536,6 @@ impl Client {
         let addr = Addressing::from_config(&config)?;
         // No reqwest read timeout: its first deadline runs from the start of the request,
         // upload included; stalls are watched per attempt instead (`retry::Watch`).
-        install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             // COS answers redirects only for origin-pull setups; a redirect must not be

@@ -16,6 +16,6 @@ pub mod xml;
 // `crate::cos::sign`, `crate::cos::crc64`, ... working.
 pub use cos_protocol::{crc64, limits, operation, sign, storage_class};
 
-pub use client::{install_crypto_provider, Client, ClientConfig, Credentials, PutBody};
+pub use client::{Client, ClientConfig, Credentials, PutBody};
 pub use error::{CosError, ErrorKind, Result, ServiceError};
 pub use store::ObjectStore;

@@ -69,8 +69,6 @@ impl TestEnv {
 
     /// [`TestEnv::start`] with more cos-local arguments (e.g. `--clock-offset 7200`).
     pub fn start_with_server_args(server_args: &[&str]) -> Self {
-        // Tests may build plain reqwest clients; rustls needs its provider chosen first.
-        cosmount::cos::install_crypto_provider();
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
         let mnt = tmp.path().join("mnt");
