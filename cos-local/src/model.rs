@@ -59,21 +59,8 @@ impl Acl {
     }
 }
 
-/// A bucket's CORS configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CorsConfig {
-    pub rules: Vec<CorsRule>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CorsRule {
-    pub id: Option<String>,
-    pub allowed_origins: Vec<String>,
-    pub allowed_methods: Vec<String>,
-    pub allowed_headers: Vec<String>,
-    pub expose_headers: Vec<String>,
-    pub max_age_seconds: Option<u64>,
-}
+/// A bucket's CORS configuration (stored in `bucket.json` with the field names as they are).
+pub use cos_protocol::cors::{CorsConfiguration, CorsRule};
 
 /// Everything kept about a bucket besides its objects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +68,7 @@ pub struct BucketConfig {
     pub name: String,
     pub created_ms: i64,
     pub acl: Acl,
-    pub cors: Option<CorsConfig>,
+    pub cors: Option<CorsConfiguration>,
 }
 
 /// One stored object's metadata (the sidecar of its data file).

@@ -32,12 +32,17 @@ use sha1::Sha1;
 
 use crate::model::{now_ms, Acl, BucketConfig, ObjectAttrs, ObjectMeta, PartMeta, UploadMeta};
 
-/// Received bytes are handed to the disk writer and the hasher in batches of this size.
-const WRITE_BATCH: usize = 1024 * 1024;
-/// Batches in flight between the network and the disk writer / hasher.
-const WRITE_QUEUE_CHUNKS: usize = 8;
-/// While a body streams in, ask the kernel to start writing every this many bytes, so the
-/// final fsync finds little left to do (disk writes overlap with receiving).
+/// Received bytes are collected into blocks of this size (a multiple of [`DIRECT_ALIGN`]) and
+/// each block is handed, shared, to the disk writer and to the MD5 hasher.
+const BLOCK: usize = 2 * 1024 * 1024;
+/// Blocks queued to each of the writer and the hasher; with the one being filled this bounds a
+/// body's memory to a few blocks whatever its size.
+const BLOCK_QUEUE: usize = 3;
+/// Buffer address and length alignment for `O_DIRECT` writes (the largest logical block size
+/// in common use; 512-byte devices accept it too).
+const DIRECT_ALIGN: usize = 4096;
+/// While a body streams in through the page cache (where `O_DIRECT` is refused), ask the
+/// kernel to start writing every this many bytes, so the final fsync finds little left to do.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 /// Start (not wait for) writeback of a file range; a hint, so failures are ignored.
@@ -52,8 +57,203 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     }
 }
 
-/// Buffer for hashing copies and ranges read from disk.
-const COPY_BUFFER: usize = 1 << 20;
+/// A fixed-size buffer whose bytes start at a [`DIRECT_ALIGN`] boundary.
+struct Block {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Block {
+    fn new() -> Block {
+        let buf = vec![0u8; BLOCK + DIRECT_ALIGN];
+        let start = (DIRECT_ALIGN - buf.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+        Block { buf, start, len: 0 }
+    }
+    fn filled(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    fn is_full(&self) -> bool {
+        self.len == BLOCK
+    }
+    /// Read from `input` into the free space; Ok(0) at the end of the input.
+    fn read_from(&mut self, input: &mut impl Read) -> io::Result<usize> {
+        let at = self.start + self.len;
+        loop {
+            match input.read(&mut self.buf[at..self.start + BLOCK]) {
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    /// Copy as much of `data` as fits; returns how much did.
+    fn push(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(BLOCK - self.len);
+        let at = self.start + self.len;
+        self.buf[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+}
+
+/// Blocks of one body that both consumers are done with, for the receiver to fill again (a
+/// fresh 2 MiB buffer per block costs a page fault per 4 KiB).
+type BlockPool = Arc<Mutex<Vec<Block>>>;
+
+/// A filled block shared by the writer and the hasher; back to the pool when both dropped it.
+struct SharedBlock {
+    block: Option<Block>,
+    pool: BlockPool,
+}
+
+impl SharedBlock {
+    fn data(&self) -> &[u8] {
+        self.block.as_ref().map_or(&[], Block::filled)
+    }
+}
+
+impl Drop for SharedBlock {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.block.take() {
+            b.len = 0;
+            lock(&self.pool).push(b);
+        }
+    }
+}
+
+/// The temp file of a body being received. Writes go around the page cache (`O_DIRECT`) when
+/// the filesystem allows: the data reach the disk as they arrive instead of piling up as dirty
+/// pages that the final fsync then waits for (on the development VM buffered writes plus fsync
+/// ran at 250-500 MB/s, direct writes at 1-1.4 GB/s), and no CPU copies them into the cache.
+struct BodyFile {
+    f: File,
+    direct: bool,
+    written: u64,
+    flushed: u64,
+}
+
+impl BodyFile {
+    fn create(path: &Path) -> io::Result<BodyFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut open = fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        let (f, direct) = match open.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(f) => (f, true),
+            // tmpfs and some FUSE filesystems refuse O_DIRECT at open.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open.open(path)?, false),
+            Err(e) => return Err(e),
+        };
+        Ok(BodyFile {
+            f,
+            direct,
+            written: 0,
+            flushed: 0,
+        })
+    }
+
+    /// Go on through the page cache (for a tail shorter than a block, or where direct writes
+    /// are refused).
+    fn switch_to_buffered(&mut self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = self.f.as_raw_fd();
+        // SAFETY: fcntl on a descriptor that `self.f` keeps open; no pointers are passed.
+        let ok = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) == 0
+        };
+        if !ok {
+            return Err(io::Error::last_os_error());
+        }
+        self.direct = false;
+        Ok(())
+    }
+
+    /// Append a block's bytes (every block but the last is full, so aligned).
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let aligned = if self.direct {
+            data.len() - data.len() % DIRECT_ALIGN
+        } else {
+            0
+        };
+        if aligned > 0 {
+            match self.f.write_all(&data[..aligned]) {
+                Ok(()) => self.written += aligned as u64,
+                // An alignment this filesystem does not take: EINVAL is returned before
+                // anything is written, so the same bytes go through the page cache instead.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.switch_to_buffered()?;
+                    return self.append(data);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let rest = &data[aligned..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        if self.direct {
+            self.switch_to_buffered()?;
+        }
+        self.f.write_all(rest)?;
+        self.written += rest.len() as u64;
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            start_writeback(&self.f, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+}
+
+/// Copies files on disk (Copy Object, Upload Part Copy, Complete) into a [`BodyFile`] through
+/// one aligned block, so they are written like received bodies.
+struct BlockCopier {
+    out: BodyFile,
+    block: Block,
+}
+
+impl BlockCopier {
+    fn create(path: &Path) -> io::Result<BlockCopier> {
+        Ok(BlockCopier {
+            out: BodyFile::create(path)?,
+            block: Block::new(),
+        })
+    }
+
+    /// Append all of `input`, showing each full block to `inspect` before it is written;
+    /// returns the bytes read.
+    fn copy_from(
+        &mut self,
+        input: &mut impl Read,
+        inspect: &mut impl FnMut(&[u8]),
+    ) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.block.read_from(input)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            if self.block.is_full() {
+                inspect(self.block.filled());
+                self.out.append(self.block.filled())?;
+                self.block.len = 0;
+            }
+        }
+    }
+
+    /// Write what is left in the block, then fsync.
+    fn finish(mut self, inspect: &mut impl FnMut(&[u8])) -> io::Result<()> {
+        if self.block.len > 0 {
+            inspect(self.block.filled());
+            self.out.append(self.block.filled())?;
+        }
+        self.out.f.sync_all()
+    }
+}
 
 /// A lock that a panicking holder poisoned still guards valid data here (every critical
 /// section leaves the maps consistent before any fallible call), so recover the guard.
@@ -232,7 +432,11 @@ impl Store {
     }
 
     /// Stream a request body into a temp file while computing its MD5 and CRC-64, then fsync.
-    /// The writer and the two hashes run on blocking threads so the runtime stays free.
+    ///
+    /// The body is copied once, into 2 MiB blocks; each block goes to two blocking threads at
+    /// once: one computes MD5 (the slowest step, ~600 MB/s on one core, and it cannot be split),
+    /// the other CRC-64 and the disk write. So receiving, hashing and writing overlap, and the
+    /// one fsync at the end finds the data already written.
     pub async fn receive<S, E>(&self, mut body: S, max_len: u64) -> Result<TempData, ReceiveError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -245,66 +449,68 @@ impl Store {
             md5: [0; 16],
             crc64: 0,
         };
-        let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
-        let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
+        // Set when the body failed: the partial file is deleted, no fsync for it.
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<Arc<SharedBlock>>(BLOCK_QUEUE);
+        let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Arc<SharedBlock>>(BLOCK_QUEUE);
+        let writer_abandoned = abandoned.clone();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-            let mut f = File::create(&path)?;
+            let mut f = BodyFile::create(&path)?;
             let mut crc = Crc64::new();
-            let (mut written, mut flushed) = (0u64, 0u64);
-            while let Some(chunk) = file_rx.blocking_recv() {
-                crc.update(&chunk);
-                f.write_all(&chunk)?;
-                written += chunk.len() as u64;
-                if written - flushed >= WRITEBACK_STEP {
-                    start_writeback(&f, flushed, written - flushed);
-                    flushed = written;
-                }
+            while let Some(block) = file_rx.blocking_recv() {
+                crc.update(block.data());
+                f.append(block.data())?;
             }
-            f.sync_all()?;
+            if !writer_abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+                f.f.sync_all()?;
+            }
             Ok(crc.finish())
         });
         let hasher = tokio::task::spawn_blocking(move || {
             let mut md5 = Md5::new();
-            while let Some(chunk) = hash_rx.blocking_recv() {
-                md5.update(&chunk);
+            while let Some(block) = hash_rx.blocking_recv() {
+                md5.update(block.data());
             }
             <[u8; 16]>::from(md5.finalize())
         });
-        // Network chunks are small (a few KiB); batching them into large buffers keeps the
-        // channel traffic and the write syscalls few.
-        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
+        let pool: BlockPool = Arc::default();
+        let take_block = |pool: &BlockPool| lock(pool).pop().unwrap_or_else(Block::new);
+        let mut block = take_block(&pool);
         let mut failure = None;
-        let mut writer_gone = false;
         loop {
-            let next = body.next().await;
-            let flush = match &next {
-                Some(Ok(chunk)) => batch.len() + chunk.len() > WRITE_BATCH,
-                _ => true,
-            };
-            if flush && !batch.is_empty() {
-                let full = batch.split().freeze();
-                batch.reserve(WRITE_BATCH);
-                let sent_hash = hash_tx.send(full.clone()).await;
-                if file_tx.send(full).await.is_err() || sent_hash.is_err() {
-                    writer_gone = true; // its error is collected below
-                }
-            }
-            match next {
-                Some(Ok(chunk)) if !writer_gone => {
-                    temp.size += chunk.len() as u64;
-                    if temp.size > max_len {
-                        failure = Some(ReceiveError::TooLarge);
-                        break;
-                    }
-                    batch.extend_from_slice(&chunk);
-                }
-                Some(Ok(_)) => break,
+            let chunk = match body.next().await {
+                Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
                     failure = Some(ReceiveError::Body(e.to_string()));
                     break;
                 }
                 None => break,
+            };
+            temp.size += chunk.len() as u64;
+            if temp.size > max_len {
+                failure = Some(ReceiveError::TooLarge);
+                break;
             }
+            let mut data = &chunk[..];
+            let mut writer_gone = false;
+            while !data.is_empty() {
+                data = &data[block.push(data)..];
+                if block.is_full() {
+                    let full = std::mem::replace(&mut block, take_block(&pool));
+                    if !send_block(full, &pool, &hash_tx, &file_tx).await {
+                        writer_gone = true; // its error is collected below
+                        break;
+                    }
+                }
+            }
+            if writer_gone {
+                break;
+            }
+        }
+        if failure.is_some() {
+            abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else if block.len > 0 {
+            send_block(block, &pool, &hash_tx, &file_tx).await;
         }
         drop(file_tx);
         drop(hash_tx);
@@ -339,28 +545,20 @@ impl Store {
         let (md5, crc) = tokio::task::spawn_blocking(move || -> io::Result<([u8; 16], u64)> {
             let mut input = File::open(&src)?;
             input.seek(SeekFrom::Start(offset))?;
-            let mut input = input.take(len);
-            let mut out = File::create(&path)?;
+            let mut out = BlockCopier::create(&path)?;
             let (mut md5, mut crc) = (Md5::new(), Crc64::new());
-            let mut buf = vec![0u8; COPY_BUFFER];
-            let mut copied = 0u64;
-            loop {
-                let n = input.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-                crc.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                copied += n as u64;
-            }
+            let mut hash = |data: &[u8]| {
+                md5.update(data);
+                crc.update(data);
+            };
+            let copied = out.copy_from(&mut input.take(len), &mut hash)?;
             if copied != len {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "source shorter than its metadata says",
                 ));
             }
-            out.sync_all()?;
+            out.finish(&mut hash)?;
             Ok((md5.finalize().into(), crc.finish()))
         })
         .await
@@ -370,7 +568,7 @@ impl Store {
         Ok(temp)
     }
 
-    /// Concatenate files into a temp file (kernel-side copies); hashes are the caller's.
+    /// Concatenate files into a temp file; hashes are the caller's.
     pub async fn concat_to_temp(&self, sources: Vec<PathBuf>) -> io::Result<TempData> {
         let path = self.tmp_path();
         let mut temp = TempData {
@@ -379,19 +577,36 @@ impl Store {
             md5: [0; 16],
             crc64: 0,
         };
+        // Not `io::copy` (copy_file_range): on filesystems without shared extents that copies
+        // through the page cache and the fsync then waits for all of it.
         temp.size = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-            let mut out = File::create(&path)?;
+            let mut out = BlockCopier::create(&path)?;
             let mut total = 0;
             for src in sources {
-                total += io::copy(&mut File::open(src)?, &mut out)?;
+                total += out.copy_from(&mut File::open(src)?, &mut |_| {})?;
             }
-            out.sync_all()?;
+            out.finish(&mut |_| {})?;
             Ok(total)
         })
         .await
         .map_err(io::Error::other)??;
         Ok(temp)
     }
+}
+
+/// Hand a filled block to the hasher and the writer; false when one of them has stopped.
+async fn send_block(
+    block: Block,
+    pool: &BlockPool,
+    hash_tx: &tokio::sync::mpsc::Sender<Arc<SharedBlock>>,
+    file_tx: &tokio::sync::mpsc::Sender<Arc<SharedBlock>>,
+) -> bool {
+    let shared = Arc::new(SharedBlock {
+        block: Some(block),
+        pool: pool.clone(),
+    });
+    let hashed = hash_tx.send(shared.clone()).await.is_ok();
+    file_tx.send(shared).await.is_ok() && hashed
 }
 
 /// Where one object's files live.
@@ -735,4 +950,135 @@ pub fn combined_crc(parts: &[(u64, u64)]) -> u64 {
     parts
         .iter()
         .fold(0u64, |acc, &(crc, len)| crc64::combine(acc, crc, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn frames(data: &[u8], frame: usize) -> Vec<Result<Bytes, String>> {
+        data.chunks(frame)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect()
+    }
+
+    fn tmp_is_empty(root: &Path) -> bool {
+        fs::read_dir(root.join("tmp")).unwrap().next().is_none()
+    }
+
+    fn check(temp: &TempData, data: &[u8], what: &str) {
+        let stored = fs::read(temp.path.as_ref().unwrap()).unwrap();
+        assert!(stored == data, "{what}: stored bytes differ");
+        assert_eq!(temp.size, data.len() as u64, "{what}");
+        assert_eq!(temp.md5, <[u8; 16]>::from(Md5::digest(data)), "{what}");
+        assert_eq!(temp.crc64, crc64::checksum(data), "{what}");
+    }
+
+    #[tokio::test]
+    async fn received_bodies_are_stored_and_hashed_whatever_their_size_and_framing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Around the direct-write alignment and the block size: full blocks, a tail, both.
+        let sizes = [
+            0,
+            1,
+            DIRECT_ALIGN - 1,
+            DIRECT_ALIGN,
+            DIRECT_ALIGN + 1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK + DIRECT_ALIGN + 7,
+        ];
+        let data = noise(2 * BLOCK + DIRECT_ALIGN + 7, 5);
+        for size in sizes {
+            for frame in [1000, 65_537, BLOCK + 3] {
+                let body = futures::stream::iter(frames(&data[..size], frame));
+                let temp = store.receive(body, u64::MAX).await.unwrap();
+                check(&temp, &data[..size], &format!("size {size} frame {frame}"));
+            }
+        }
+        assert!(tmp_is_empty(dir.path()), "dropped temp data is removed");
+    }
+
+    #[tokio::test]
+    async fn a_broken_or_too_long_body_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = noise(BLOCK + 10, 9);
+        let mut items = frames(&data, 4096);
+        items.push(Err("connection reset".to_string()));
+        let broken = store.receive(futures::stream::iter(items), u64::MAX).await;
+        assert!(matches!(broken, Err(ReceiveError::Body(_))));
+        let long = futures::stream::iter(frames(&data, 4096));
+        let too_long = store.receive(long, BLOCK as u64).await;
+        assert!(matches!(too_long, Err(ReceiveError::TooLarge)));
+        assert!(tmp_is_empty(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn copies_and_concatenations_keep_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = noise(2 * BLOCK + 12_345, 3);
+        let src = dir.path().join("src");
+        fs::write(&src, &data).unwrap();
+        for (offset, len) in [(0, data.len()), (5, BLOCK + 3), (BLOCK - 1, 1), (7, 0)] {
+            let temp = store
+                .copy_range_to_temp(src.clone(), offset as u64, len as u64)
+                .await
+                .unwrap();
+            check(
+                &temp,
+                &data[offset..offset + len],
+                &format!("range {offset}+{len}"),
+            );
+        }
+        let too_long = store
+            .copy_range_to_temp(src.clone(), 1, data.len() as u64)
+            .await;
+        assert!(too_long.is_err(), "a source shorter than asked is an error");
+
+        // Parts of sizes that leave every later part unaligned in the output.
+        let cuts = [0, 1_000_001, 1_000_001 + BLOCK, data.len()];
+        let mut sources = Vec::new();
+        for (i, w) in cuts.windows(2).enumerate() {
+            let p = dir.path().join(format!("part{i}"));
+            fs::write(&p, &data[w[0]..w[1]]).unwrap();
+            sources.push(p);
+        }
+        let temp = store.concat_to_temp(sources).await.unwrap();
+        assert_eq!(temp.size, data.len() as u64);
+        assert!(fs::read(temp.path.as_ref().unwrap()).unwrap() == data);
+    }
+
+    #[test]
+    fn body_file_writes_the_same_bytes_through_the_page_cache() {
+        // Once switched to buffered writes (a tail, or a filesystem refusing O_DIRECT) a file
+        // goes on at the right offset.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut f = BodyFile::create(&path).unwrap();
+        let mut block = Block::new();
+        let data = noise(3 * DIRECT_ALIGN + 17, 1);
+        block.push(&data[..2 * DIRECT_ALIGN]);
+        f.append(block.filled()).unwrap();
+        f.switch_to_buffered().unwrap();
+        f.append(&data[2 * DIRECT_ALIGN..]).unwrap();
+        f.f.sync_all().unwrap();
+        assert!(fs::read(&path).unwrap() == data);
+    }
 }

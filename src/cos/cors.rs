@@ -9,70 +9,29 @@ use reqwest::Method;
 
 use super::client::{Client, CosRequest};
 use super::error::{CosError, Result};
-use super::xml::{self, text};
+use super::xml;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CorsRule {
-    pub id: Option<String>,
-    pub allowed_origins: Vec<String>,
-    pub allowed_methods: Vec<String>,
-    pub allowed_headers: Vec<String>,
-    pub expose_headers: Vec<String>,
-    pub max_age_seconds: Option<u32>,
-}
+// The rule types are shared with cos-local (which stores and evaluates them).
+pub use cos_protocol::cors::{CorsConfiguration, CorsRule};
 
-/// The rules of a bucket's `CORSConfiguration`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CorsConfiguration {
-    pub rules: Vec<CorsRule>,
-}
-
-impl CorsConfiguration {
-    pub fn to_xml(&self) -> String {
-        let mut out = String::from("<CORSConfiguration>");
-        for r in &self.rules {
-            out.push_str("<CORSRule>");
-            if let Some(id) = &r.id {
-                out.push_str(&format!("<ID>{}</ID>", text(id)));
-            }
-            let mut list = |tag: &str, values: &[String]| {
-                for v in values {
-                    out.push_str(&format!("<{tag}>{}</{tag}>", text(v)));
-                }
-            };
-            list("AllowedOrigin", &r.allowed_origins);
-            list("AllowedMethod", &r.allowed_methods);
-            list("AllowedHeader", &r.allowed_headers);
-            list("ExposeHeader", &r.expose_headers);
-            if let Some(age) = r.max_age_seconds {
-                out.push_str(&format!("<MaxAgeSeconds>{age}</MaxAgeSeconds>"));
-            }
-            out.push_str("</CORSRule>");
-        }
-        out.push_str("</CORSConfiguration>");
-        out
-    }
-
-    fn from_xml(body: &[u8]) -> Result<CorsConfiguration> {
-        let raw: xml::CorsConfigurationXml = xml::parse(body, "CORSConfiguration")?;
-        let trimmed = |v: Vec<String>| -> Vec<String> {
-            v.into_iter().map(|s| s.trim().to_string()).collect()
-        };
-        Ok(CorsConfiguration {
-            rules: raw
-                .rules
-                .into_iter()
-                .map(|r| CorsRule {
-                    id: r.id.filter(|s| !s.is_empty()),
-                    allowed_origins: trimmed(r.allowed_origins),
-                    allowed_methods: trimmed(r.allowed_methods),
-                    allowed_headers: trimmed(r.allowed_headers),
-                    expose_headers: trimmed(r.expose_headers),
-                    max_age_seconds: r.max_age_seconds,
-                })
-                .collect(),
-        })
-    }
+fn config_from_xml(body: &[u8]) -> Result<CorsConfiguration> {
+    let raw: xml::CorsConfigurationXml = xml::parse(body, "CORSConfiguration")?;
+    let trimmed =
+        |v: Vec<String>| -> Vec<String> { v.into_iter().map(|s| s.trim().to_string()).collect() };
+    Ok(CorsConfiguration {
+        rules: raw
+            .rules
+            .into_iter()
+            .map(|r| CorsRule {
+                id: r.id.filter(|s| !s.is_empty()),
+                allowed_origins: trimmed(r.allowed_origins),
+                allowed_methods: trimmed(r.allowed_methods),
+                allowed_headers: trimmed(r.allowed_headers),
+                expose_headers: trimmed(r.expose_headers),
+                max_age_seconds: r.max_age_seconds.map(u64::from),
+            })
+            .collect(),
+    })
 }
 
 impl Client {
@@ -80,7 +39,7 @@ impl Client {
     pub async fn get_bucket_cors(&self) -> Result<CorsConfiguration> {
         let req = CosRequest::new(Method::GET, None).query("cors", "");
         let answer = self.execute_xml(&req).await?;
-        CorsConfiguration::from_xml(answer.bytes())
+        config_from_xml(answer.bytes())
     }
 
     /// PUT Bucket CORS (replaces every rule).
@@ -119,9 +78,6 @@ mod tests {
                 max_age_seconds: Some(600),
             }],
         };
-        assert_eq!(
-            CorsConfiguration::from_xml(c.to_xml().as_bytes()).unwrap(),
-            c
-        );
+        assert_eq!(config_from_xml(c.to_xml().as_bytes()).unwrap(), c);
     }
 }

@@ -9,56 +9,10 @@ use hyper::{Response, StatusCode};
 
 use super::{authorize, empty, set_header, xml_response, Access, MAX_XML_BODY};
 use crate::error::{CosErr, OpResult};
-use crate::model::{CorsConfig, CorsRule};
 use crate::server::{App, Ctx};
 use crate::store::Bucket;
-use crate::xml::{self, Xml};
-
-const CORS_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
-
-/// `*` matches any run of characters (COS allows one `*` in an origin, e.g. `http://*.a.com`).
-fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let (p, t) = if case_insensitive {
-        (pattern.to_ascii_lowercase(), text.to_ascii_lowercase())
-    } else {
-        (pattern.to_string(), text.to_string())
-    };
-    match p.split_once('*') {
-        None => p == t,
-        Some((head, tail)) => {
-            t.len() >= head.len() + tail.len() && t.starts_with(head) && t.ends_with(tail)
-        }
-    }
-}
-
-impl CorsRule {
-    fn allows(&self, origin: &str, method: &str, headers: &[String]) -> bool {
-        self.allowed_origins
-            .iter()
-            .any(|o| wildcard_match(o.trim(), origin, false))
-            && self
-                .allowed_methods
-                .iter()
-                .any(|m| m.trim().eq_ignore_ascii_case(method))
-            && headers.iter().all(|h| {
-                self.allowed_headers
-                    .iter()
-                    .any(|a| wildcard_match(a.trim(), h, true))
-            })
-    }
-}
-
-fn matching_rule<'a>(
-    config: &'a CorsConfig,
-    origin: &str,
-    method: &str,
-    headers: &[String],
-) -> Option<&'a CorsRule> {
-    config
-        .rules
-        .iter()
-        .find(|r| r.allows(origin, method, headers))
-}
+use crate::xml;
+use cos_protocol::cors::{CorsConfiguration, CorsRule, ALLOWED_METHODS};
 
 pub async fn put_cors(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>> {
     authorize(ctx, bucket, Access::Owner)?;
@@ -79,7 +33,7 @@ pub async fn put_cors(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<
         if let Some(m) = r
             .allowed_methods
             .iter()
-            .find(|m| !CORS_METHODS.contains(&m.trim().to_ascii_uppercase().as_str()))
+            .find(|m| !ALLOWED_METHODS.contains(&m.trim().to_ascii_uppercase().as_str()))
         {
             return Err(CosErr::invalid_argument(format!(
                 "Unsupported CORS method {m}."
@@ -94,7 +48,7 @@ pub async fn put_cors(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<
             max_age_seconds: r.max_age_seconds,
         });
     }
-    bucket.update_config(|c| c.cors = Some(CorsConfig { rules }))?;
+    bucket.update_config(|c| c.cors = Some(CorsConfiguration { rules }))?;
     Ok(empty(StatusCode::OK))
 }
 
@@ -109,32 +63,11 @@ fn no_cors() -> CosErr {
 pub fn get_cors(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>> {
     authorize(ctx, bucket, Access::Owner)?;
     let config = bucket.config().cors.ok_or_else(no_cors)?;
-    let mut x = Xml::new();
-    x.open("CORSConfiguration");
-    for r in &config.rules {
-        x.open("CORSRule");
-        if let Some(id) = &r.id {
-            x.leaf("ID", id);
-        }
-        for o in &r.allowed_origins {
-            x.leaf("AllowedOrigin", o);
-        }
-        for m in &r.allowed_methods {
-            x.leaf("AllowedMethod", m);
-        }
-        for h in &r.allowed_headers {
-            x.leaf("AllowedHeader", h);
-        }
-        for h in &r.expose_headers {
-            x.leaf("ExposeHeader", h);
-        }
-        if let Some(age) = r.max_age_seconds {
-            x.leaf("MaxAgeSeconds", age.to_string());
-        }
-        x.close("CORSRule");
-    }
-    x.close("CORSConfiguration");
-    Ok(xml_response(x.finish()))
+    Ok(xml_response(format!(
+        "{}{}",
+        xml::DECLARATION,
+        config.to_xml()
+    )))
 }
 
 pub fn delete_cors(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>> {
@@ -166,7 +99,9 @@ pub fn preflight(ctx: &mut Ctx, bucket: &Arc<Bucket>) -> OpResult<Response<Body>
         CosErr::access_denied("CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Requet-Headers are not whitelisted by the resource's CORS spec.")
     };
     let config = bucket.config().cors.ok_or_else(denied)?;
-    let rule = matching_rule(&config, origin, method, &requested).ok_or_else(denied)?;
+    let rule = config
+        .matching_rule(origin, method, &requested)
+        .ok_or_else(denied)?;
     let mut resp = empty(StatusCode::OK);
     set_header(&mut resp, "access-control-allow-origin", origin);
     set_header(
@@ -210,7 +145,7 @@ pub fn add_actual_request_headers(
     let Some(config) = app.store.bucket(bucket).and_then(|b| b.config().cors) else {
         return;
     };
-    let Some(rule) = matching_rule(&config, origin, method, &[]) else {
+    let Some(rule) = config.matching_rule(origin, method, &[]) else {
         return;
     };
     let mut put = |name: &'static str, value: &str| {
@@ -233,18 +168,4 @@ pub fn add_actual_request_headers(
         put("access-control-max-age", &age.to_string());
     }
     put("vary", "Origin");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("*", "http://x.com", false));
-        assert!(wildcard_match("http://*.a.com", "http://www.a.com", false));
-        assert!(!wildcard_match("http://*.a.com", "http://www.b.com", false));
-        assert!(wildcard_match("x-cos-*", "X-COS-META-A", true));
-        assert!(!wildcard_match("http://a.com", "http://a.com.evil", false));
-    }
 }

