@@ -119,6 +119,11 @@ impl BlockCache {
         found
     }
 
+    /// A block needed and not taken from the cache (not looked up: see `ReadHandle`).
+    pub fn count_miss(&self) {
+        crate::metrics::Metrics::add(&crate::metrics::global().block_cache_misses, 1);
+    }
+
     pub fn insert(&self, key: BlockKey, block: Block) {
         if !self.enabled {
             return;

@@ -361,6 +361,9 @@ impl ReadHandle {
             let block = pos / BLOCK_SIZE;
             let block_start = block * BLOCK_SIZE;
             // BlockCache::get counts the hit or miss.
+            if !use_cache {
+                cache.count_miss();
+            }
             if let Some(bytes) = use_cache
                 .then(|| cache.get(&self.block_key(block)))
                 .flatten()
