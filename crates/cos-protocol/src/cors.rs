@@ -24,22 +24,6 @@ pub struct CorsConfiguration {
     pub rules: Vec<CorsRule>,
 }
 
-/// Escape element text (quotes too, as COS writes them).
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl CorsConfiguration {
     /// The `<CORSConfiguration>` element (no XML declaration): the PUT body and the GET answer.
     pub fn to_xml(&self) -> String {
@@ -48,7 +32,7 @@ impl CorsConfiguration {
             if value.is_empty() {
                 out.push_str(&format!("<{tag}/>"));
             } else {
-                out.push_str(&format!("<{tag}>{}</{tag}>", escape(value)));
+                out.push_str(&format!("<{tag}>{}</{tag}>", crate::xml::escape(value)));
             }
         };
         for r in &self.rules {

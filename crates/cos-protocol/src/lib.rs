@@ -21,5 +21,6 @@ pub mod limits;
 pub mod operation;
 pub mod sign;
 pub mod storage_class;
+pub mod xml;
 
 pub use operation::Operation;
