@@ -42,6 +42,7 @@ struct Siblings {
 }
 
 impl Block {
+    #[cfg(test)]
     pub fn new(data: Bytes, mem: Option<Arc<MemPermit>>) -> Self {
         Block {
             data,
