@@ -282,7 +282,8 @@ impl<S: ObjectStore> FsCore<S> {
             // The ETag the open took from the lookup is stale, and the reader has seen no byte
             // of it: re-open at the current version, as a HEAD at open would have.
             Err(e) if e.is_object_changed() && !handle.is_confirmed() => {
-                let key = self.file_key(&self.node(handle.ino)?.path);
+                // The handle's own key: the path may have been renamed since the open.
+                let key = handle.key().to_string();
                 let current = self.open_current(handle.ino, &key, false).await?;
                 // The kernel reads up to the size it was told; past a shorter object's end it
                 // would fill in zeros: fail this open instead (the next one sees the new size).

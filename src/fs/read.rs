@@ -212,6 +212,10 @@ impl ReadHandle {
         &self.etag
     }
 
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
