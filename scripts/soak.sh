@@ -16,11 +16,17 @@
 #   silently wrong   writer saw success but the object is missing or differs: must be 0
 # Then a sample is re-read through the mount after dropping the kernel's dentry/inode caches.
 #
-# Environment: SOAK_FILES (500), SOAK_SEED (1), SOAK_WRITERS (4), SOAK_MAX_MIB (40),
-#   SOAK_KINDS (slowdown,reset,latency,drop-answer,stall), SOAK_HANG_SECS (300: a file op that
-#   takes longer is reported; a writer still blocked after 3x that plus 10 min is a hang),
-#   SOAK_MOUNT_OPTS (extra -o options, e.g. retry_budget=2 to make failures reach the writers), SOAK_KEEP=1 keeps the temp dir. Evidence of a failed run
-#   (logs, tables) is copied to target/soak/ before the temp dir goes.
+# Environment:
+#   SOAK_FILES (500), SOAK_SEED (1), SOAK_WRITERS (4), SOAK_MAX_MIB (40): what is written.
+#   SOAK_KINDS (slowdown,reset,latency,drop-answer): fault kinds. `stall` on
+#     CompleteMultipartUpload blocks close() for 20 min (the documented wait for COS's merge),
+#     so it is not in the default; SOAK_OPS limits faults to some operations, e.g.
+#     SOAK_KINDS=stall SOAK_OPS=PutObject,UploadPart,HeadObject,GetBucket.
+#   SOAK_MOUNT_OPTS: extra -o options, e.g. retry_budget=2 so that failures reach the writers.
+#   SOAK_HANG_SECS (300): a file operation that takes longer is reported; a writer still
+#     blocked 3x that plus 10 min after the start is a hang.
+#   SOAK_KEEP=1 keeps the temp dir. Evidence of a failed run (logs, tables) is copied to
+#     target/soak/ before the temp dir goes.
 # Exit status: 0 if nothing was silently wrong and nothing hung, 1 otherwise, 2 on setup errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +38,8 @@ FILES=${SOAK_FILES:-500}
 SEED=${SOAK_SEED:-1}
 WRITERS=${SOAK_WRITERS:-4}
 MAX_MIB=${SOAK_MAX_MIB:-40}
-KINDS=${SOAK_KINDS:-slowdown,reset,latency,drop-answer,stall}
+KINDS=${SOAK_KINDS:-slowdown,reset,latency,drop-answer}
+OPS=${SOAK_OPS:-}
 HANG_SECS=${SOAK_HANG_SECS:-300}
 MOUNT_OPTS=${SOAK_MOUNT_OPTS:-}
 BUCKET=soak-1250000000
@@ -76,7 +83,13 @@ cleanup() {
   if [ -n "$MNT" ] && grep -qs " $MNT fuse" /proc/mounts; then
     fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
   fi
-  if [ -n "$CM_PID" ]; then kill "$CM_PID" 2>/dev/null || true; wait "$CM_PID" 2>/dev/null || true; fi
+  # cosmount waits (bounded) for open files at SIGTERM; after 30 s it is killed.
+  if [ -n "$CM_PID" ]; then
+    kill "$CM_PID" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$CM_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$CM_PID" 2>/dev/null || true
+    wait "$CM_PID" 2>/dev/null || true
+  fi
   if [ -n "$CL_PID" ]; then kill "$CL_PID" 2>/dev/null || true; wait "$CL_PID" 2>/dev/null || true; fi
   CM_PID="" CL_PID="" MNT="" WRITER_PIDS=()
 }
@@ -378,9 +391,9 @@ soak_one() {
   run_writers 0 || { echo "hang while seeding (faults off)" >&2; exit 1; }
   if grep -qv $'\tok\t' "$D"/w0-*.tsv; then echo "seeding failed with faults off:" >&2; grep -v $'\tok\t' "$D"/w0-*.tsv >&2; exit 1; fi
 
-  echo "    writing $FILES files with $WRITERS writers, faults rate=$rate kinds=$KINDS"
+  echo "    writing $FILES files with $WRITERS writers, faults rate=$rate kinds=$KINDS${OPS:+ ops=$OPS}"
   lines0=$(wc -l <"$D/access.log")
-  faults PUT "?rate=$rate&kinds=$KINDS"
+  faults PUT "?rate=$rate&kinds=$KINDS${OPS:+&ops=$OPS}"
   t0=$(date +%s.%N)
   run_writers 1 || hung=1
   t1=$(date +%s.%N)
@@ -464,7 +477,7 @@ T_ALL=$(date +%s)
 for rate in "${RATES[@]}"; do soak_one "$rate"; done
 
 echo
-echo "Fault soak: $FILES files (0 B..$MAX_MIB MiB; seed $SEED), $WRITERS writers, kinds $KINDS${MOUNT_OPTS:+, -o $MOUNT_OPTS}"
+echo "Fault soak: $FILES files (0 B..$MAX_MIB MiB; seed $SEED), $WRITERS writers, kinds $KINDS${OPS:+ on $OPS}${MOUNT_OPTS:+, -o $MOUNT_OPTS}"
 printf '%-5s %5s %7s %s %7s %8s %8s %7s  %s\n' rate files correct "error-reported" silent "write-wall" requests faults "by kind"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "total $(( $(date +%s) - T_ALL )) s"
