@@ -381,6 +381,113 @@ fn two_appending_writers_lose_no_line() {
     );
 }
 
+/// Read `f` from its current offset to the end: the bytes, and the error that ended the
+/// reading early, if any.
+fn read_rest(f: &mut File) -> (Vec<u8>, Option<std::io::Error>) {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// What a reader of v1 may see when the same mount overwrites the file: all of v1, or a prefix
+/// of v1 and then EIO. Never bytes of the new version, never an early end of file.
+fn assert_one_version(seen: &[u8], ended: Option<std::io::Error>, v1: &[u8], what: &str) {
+    assert!(seen.len() <= v1.len(), "{what}: read past v1's end");
+    let bad = seen.iter().zip(v1).position(|(a, b)| a != b);
+    assert_eq!(bad, None, "{what}: byte {bad:?} is not v1's");
+    match ended {
+        None => assert_eq!(seen.len(), v1.len(), "{what}: early end of file"),
+        Some(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{what}: {e}"),
+    }
+}
+
+fn drop_kernel_caches() {
+    // Pages and dentries/inodes: the reader must not depend on what the kernel kept.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+/// Item 6, readers: a handle that opened v1 keeps reading v1 (or gets EIO) while the same
+/// mount overwrites the file, also after the new version is committed (main showed it an
+/// early end of file, or v1 followed by v2 bytes from the shared page cache).
+#[test]
+fn a_reader_of_the_old_version_sees_it_or_eio_while_the_same_mount_overwrites() {
+    let mut env = TestEnv::start();
+    let cache = tempfile::tempdir().unwrap();
+    let v1 = pattern(20 * MIB, 61);
+    let v2 = pattern(12 * MIB, 62);
+    env.put("ow/a.bin", v1.clone());
+    env.put("ow/b.bin", v1.clone());
+    mount_with_cache(&mut env, cache.path(), &[]);
+
+    // a: the overwrite is committed (close) while the reader is a third of the way in.
+    let path = env.path("ow/a.bin");
+    let mut reader = File::open(&path).unwrap();
+    let mut head = vec![0u8; 6 * MIB];
+    std::io::Read::read_exact(&mut reader, &mut head).unwrap();
+    assert!(head[..] == v1[..6 * MIB]);
+    let mut w = File::create(&path).unwrap();
+    w.write_all(&v2).unwrap();
+    drop(w);
+    assert!(env.object_bytes("ow/a.bin").unwrap() == v2, "v2 committed");
+    drop_kernel_caches();
+    let (rest, ended) = read_rest(&mut reader);
+    head.extend_from_slice(&rest);
+    assert_one_version(&head, ended, &v1, "after the commit");
+    drop(reader);
+    assert!(std::fs::read(&path).unwrap() == v2, "a new open reads v2");
+
+    // b: the writer is still open (nothing committed) with fewer bytes than the reader's
+    // position; a reader opened meanwhile reads what the writer wrote, as on a local disk.
+    let path = env.path("ow/b.bin");
+    let mut reader = File::open(&path).unwrap();
+    let mut head = vec![0u8; MIB];
+    std::io::Read::read_exact(&mut reader, &mut head).unwrap();
+    let mut w = File::create(&path).unwrap();
+    w.write_all(&v2[..3 * MIB]).unwrap();
+    drop_kernel_caches();
+    let (rest, ended) = read_rest(&mut reader);
+    head.extend_from_slice(&rest);
+    assert_one_version(&head, ended, &v1, "while the writer is open");
+    assert!(
+        env.object_bytes("ow/b.bin").unwrap() == v1,
+        "nothing committed yet"
+    );
+    let late = std::fs::read(&path).unwrap();
+    assert!(
+        late[..] == v2[..3 * MIB],
+        "a reader opened after the writer sees its bytes"
+    );
+    w.write_all(&v2[3 * MIB..]).unwrap();
+    drop(w);
+    drop(reader);
+    assert!(env.object_bytes("ow/b.bin").unwrap() == v2);
+    assert!(std::fs::read(&path).unwrap() == v2);
+
+    // c: a rewrite in the middle (no O_TRUNC) while the reader is before it.
+    env.put("ow/c.bin", v1.clone());
+    let path = env.path("ow/c.bin");
+    let mut reader = File::open(&path).unwrap();
+    let mut head = vec![0u8; MIB];
+    std::io::Read::read_exact(&mut reader, &mut head).unwrap();
+    let mut w = OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&w, &v2[..MIB], 8 * MIB as u64).unwrap();
+    let (rest, ended) = read_rest(&mut reader);
+    head.extend_from_slice(&rest);
+    assert_one_version(&head, ended, &v1, "beside a rewrite in the middle");
+    w.flush().unwrap();
+    drop(w);
+    let mut want = v1.clone();
+    want[8 * MIB..9 * MIB].copy_from_slice(&v2[..MIB]);
+    assert!(env.object_bytes("ow/c.bin").unwrap() == want);
+}
+
 /// Item 8: the answer to Complete is lost after COS applied it; the client's retry gets
 /// NoSuchUpload. The object is checked (size, part count, CRC-64 of what was sent) before
 /// calling that a failure: close succeeds (main returned EIO for a committed object).

@@ -163,6 +163,22 @@ impl<S: ObjectStore> FsCore<S> {
     /// Attributes; a file whose metadata is older than the stat TTL is checked against COS
     /// (through its directory's listing, see [`Names::revalidate`]).
     pub async fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        self.getattr_through(ino, None).await
+    }
+
+    /// getattr as fstat(2) sends it, with the handle. A read handle superseded by a write
+    /// through this mount gets EIO: the kernel asks this before it would end a read at the
+    /// writer's (maybe smaller) size, and a silent early end of file would be a lie about the
+    /// version the handle reads.
+    pub async fn getattr_through(&self, ino: u64, fh: Option<u64>) -> FsResult<FileAttr> {
+        if let Some(handle) = fh.and_then(|fh| self.handles.read(fh)) {
+            if handle.is_superseded() {
+                return Err(FsError::ObjectChanged {
+                    key: handle.key().to_string(),
+                    opened: handle.etag().to_string(),
+                });
+            }
+        }
         if let Some(attr) = self.attr_while_writing(ino) {
             return Ok(attr);
         }
@@ -235,6 +251,9 @@ impl<S: ObjectStore> FsCore<S> {
         if write {
             return Err(FsError::ReadOnly);
         }
+        if let Some(fh) = self.share_for_reading(ino) {
+            return Ok((fh, false));
+        }
         let key = self.file_key(&node.path);
         if let Some(etag) = node.stat.etag.as_deref() {
             let fresh = node.stat_at.elapsed() < self.cfg.open_trust;
@@ -281,7 +300,9 @@ impl<S: ObjectStore> FsCore<S> {
         match handle.read(&self.store, &self.blocks, offset, size).await {
             // The ETag the open took from the lookup is stale, and the reader has seen no byte
             // of it: re-open at the current version, as a HEAD at open would have.
-            Err(e) if e.is_object_changed() && !handle.is_confirmed() => {
+            Err(e)
+                if e.is_object_changed() && !handle.is_confirmed() && !handle.is_superseded() =>
+            {
                 // The handle's own key: the path may have been renamed since the open.
                 let key = handle.key().to_string();
                 let current = self.open_current(handle.ino, &key, false).await?;
@@ -301,6 +322,12 @@ impl<S: ObjectStore> FsCore<S> {
             }
             other => other,
         }
+    }
+
+    /// Whether the kernel may cache the attributes of `ino`: not while a read handle it
+    /// superseded is open, so that reads past the writer's size ask [`Self::getattr_through`].
+    pub fn attrs_cacheable(&self, ino: u64) -> bool {
+        !self.handles.has_superseded_reader(ino)
     }
 
     pub fn release(&self, fh: u64) {

@@ -109,6 +109,11 @@ impl<S: ObjectStore> CosFs<S> {
         CosFs { core, rt, ttl }
     }
 
+    /// How long the kernel may keep the attributes of `ino` (see [`FsCore::attrs_cacheable`]).
+    fn attr_ttl(&self, ino: u64) -> Duration {
+        attr_ttl(&self.core, ino, self.ttl)
+    }
+
     /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
     fn spawn<F, Fut>(&self, f: F)
     where
@@ -116,6 +121,14 @@ impl<S: ObjectStore> CosFs<S> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(f(self.core.clone()));
+    }
+}
+
+fn attr_ttl<S: ObjectStore>(core: &FsCore<S>, ino: u64, ttl: Duration) -> Duration {
+    if core.attrs_cacheable(ino) {
+        ttl
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -129,6 +142,9 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             tracing::info!("kernel lacks {missing:?}; O_TRUNC is a separate truncate");
         }
+        // A writer opened while an old version is being read gets FOPEN_DIRECT_IO; this lets
+        // it still be mmap'ed (kernels from 6.6).
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_background(MAX_BACKGROUND);
         let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
         Ok(())
@@ -139,7 +155,10 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         let ttl = self.ttl;
         self.spawn(move |core| async move {
             match core.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Ok(attr) => {
+                    let ttl = attr_ttl(&core, attr.ino.0, ttl);
+                    reply.entry(&ttl, &attr, Generation(0))
+                }
                 Err(e) => fail("lookup", e, reply),
             }
         });
@@ -149,10 +168,10 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.core.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let ttl = self.ttl;
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ttl = self.attr_ttl(ino.0);
         self.spawn(move |core| async move {
-            match core.getattr(ino.0).await {
+            match core.getattr_through(ino.0, fh.map(|fh| fh.0)).await {
                 Ok(attr) => reply.attr(&ttl, &attr),
                 Err(e) => fail("getattr", e, reply),
             }
@@ -169,7 +188,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
                 match core.open_for_write(ino.0, truncate).await {
                     Ok(fh) => {
                         core.note_opener(fh, pid);
-                        reply.opened(FileHandle(fh), FopenFlags::empty())
+                        // A reader of the old version has the file open: keep this writer's
+                        // bytes out of the page cache it reads from.
+                        let flags = if core.attrs_cacheable(ino.0) {
+                            FopenFlags::empty()
+                        } else {
+                            FopenFlags::FOPEN_DIRECT_IO
+                        };
+                        reply.opened(FileHandle(fh), flags)
                     }
                     Err(e) => fail("open", e, reply),
                 }
@@ -451,7 +477,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn(move |core| async move {
             let fh = fh.map(|fh| fh.0);
             match core.setattr(ino.0, fh, update, size).await {
-                Ok(attr) => reply.attr(&ttl, &attr),
+                Ok(attr) => reply.attr(&attr_ttl(&core, ino.0, ttl), &attr),
                 Err(e) => fail("setattr", e, reply),
             }
         });

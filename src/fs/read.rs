@@ -100,6 +100,10 @@ pub struct ReadHandle {
     size: u64,
     /// A GET (or the HEAD at open) has shown that `etag` is the object's version.
     confirmed: Arc<AtomicBool>,
+    /// A write through this mount began on the file after this open: the kernel's size and
+    /// pages of the inode are the writer's now, so this handle only serves its own version
+    /// (from COS with If-Match, or the block cache) and never re-opens on a 412.
+    superseded: AtomicBool,
     state: Arc<Mutex<ReadState>>,
 }
 
@@ -204,8 +208,17 @@ impl ReadHandle {
             etag: Arc::from(etag),
             size,
             confirmed: Arc::new(AtomicBool::new(confirmed)),
+            superseded: AtomicBool::new(false),
             state,
         }
+    }
+
+    pub fn supersede(&self) {
+        self.superseded.store(true, Ordering::Release);
+    }
+
+    pub fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
     }
 
     pub fn etag(&self) -> &str {

@@ -18,6 +18,9 @@ pub(super) enum Handle<S: ObjectStore> {
         file: Arc<OpenWriter<S>>,
         /// Thread group of the process that opened it (only its close commits).
         opener: Option<u32>,
+        /// Opened for reading while the file was open for writing: it reads what the writers
+        /// wrote (as on a local disk) and its close never commits.
+        read_only: bool,
     },
     Dir(Arc<DirHandle>),
 }
@@ -100,6 +103,39 @@ impl<S: ObjectStore> HandleTable<S> {
             Some(Handle::Write { opener, .. }) => *opener,
             _ => None,
         }
+    }
+
+    /// Is `fh` a read-only fh sharing an open file?
+    pub(super) fn is_read_only_share(&self, fh: u64) -> bool {
+        matches!(
+            self.lock().get(&fh),
+            Some(Handle::Write {
+                read_only: true,
+                ..
+            })
+        )
+    }
+
+    /// Mark every read handle of `ino` superseded (a write through this mount begins); true if
+    /// there was one.
+    pub(super) fn supersede_readers(&self, ino: u64) -> bool {
+        let mut any = false;
+        for h in self.lock().values() {
+            if let Handle::Read(r) = h {
+                if r.ino == ino {
+                    r.supersede();
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// Is a read handle of `ino` open that a write through this mount superseded?
+    pub(super) fn has_superseded_reader(&self, ino: u64) -> bool {
+        self.lock()
+            .values()
+            .any(|h| matches!(h, Handle::Read(r) if r.ino == ino && r.is_superseded()))
     }
 
     /// The open files matching `pred`, each once (however many fhs share it).

@@ -186,7 +186,20 @@ impl<S: ObjectStore> FsCore<S> {
         self.handles.insert(Handle::Write {
             file: writer,
             opener: None,
+            read_only: false,
         })
+    }
+
+    /// An open for reading of a file open for writing through this mount: it shares the open
+    /// file and reads what was written, as on a local disk (a handle on the committed object
+    /// would show the writer's size with the old bytes).
+    pub(super) fn share_for_reading(&self, ino: u64) -> Option<u64> {
+        let writer = self.open_writer_of(ino)?;
+        Some(self.handles.insert(Handle::Write {
+            file: writer,
+            opener: None,
+            read_only: true,
+        }))
     }
 
     /// Remember which process opened `fh` (the FUSE request's pid): only its close commits.
@@ -207,6 +220,7 @@ impl<S: ObjectStore> FsCore<S> {
         self.handles.insert(Handle::Write {
             file: Arc::new(writer),
             opener: None,
+            read_only: false,
         })
     }
 
@@ -301,7 +315,16 @@ impl<S: ObjectStore> FsCore<S> {
     /// open(2) for writing: one HEAD for the object's size, ETag and metadata, and one GET
     /// `?acl` for the ACL its upload must send again. Its content is fetched lazily when a
     /// write needs it (never with `truncate`, O_TRUNC).
+    ///
+    /// Read handles already open on the file are superseded (see [`ReadHandle`]): from now on
+    /// the kernel's size and pages of the inode follow the writer.
     pub async fn open_for_write(&self, ino: u64, truncate: bool) -> FsResult<u64> {
+        let fh = self.open_for_write_unchecked(ino, truncate).await?;
+        self.handles.supersede_readers(ino);
+        Ok(fh)
+    }
+
+    async fn open_for_write_unchecked(&self, ino: u64, truncate: bool) -> FsResult<u64> {
         self.check_writable()?;
         let node = self.node(ino)?;
         match node.kind {
@@ -443,6 +466,10 @@ impl<S: ObjectStore> FsCore<S> {
         let Some(writer) = self.writer(fh) else {
             return self.flush_file(fh).await;
         };
+        if self.handles.is_read_only_share(fh) {
+            // A reader's close commits nothing and reports no writer's error.
+            return Ok(());
+        }
         let opener = self.handles.opener(fh);
         let by_opener = match (opener, pid) {
             (Some(opener), Some(pid)) => thread_group_of(pid) == opener,
