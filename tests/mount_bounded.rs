@@ -230,6 +230,52 @@ fn stalled_server_gives_eio_and_killed_callers_are_released() {
     assert!(env.is_mounted());
 }
 
+/// A caller killed while its request waits on a stalled server is released before the retry
+/// budget (here 10 min, longer than the watchdog) ends: the daemon sees the pending SIGKILL
+/// and drops the request (fuser 0.18 does not pass FUSE_INTERRUPT on).
+#[test]
+fn a_killed_caller_is_released_before_the_retry_budget_ends() {
+    let mut env = TestEnv::start();
+    env.put("present.txt", b"hello".to_vec());
+    let upstream = env.endpoint.trim_start_matches("http://").to_string();
+    let proxy = BlackHoleProxy::start(Some(upstream));
+    env.mount(&[
+        "-o",
+        &format!("endpoint={}", proxy.endpoint()),
+        "-o",
+        "stall_timeout=1,retry_budget=600,connect_timeout=1,stat_ttl=0,attr_timeout=0",
+    ]);
+    assert_eq!(std::fs::read(env.path("present.txt")).unwrap(), b"hello");
+    proxy.stall();
+
+    let target = env.path("present.txt");
+    let cat = Command::new("cat")
+        .arg(&target)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cat");
+    // Wait until cat waits for the mount's answer (its kernel stack is in a FUSE request).
+    let stack = format!("/proc/{}/stack", cat.id());
+    within_watchdog("cat to block", move || loop {
+        let s = std::fs::read_to_string(&stack).unwrap_or_default();
+        if s.contains("fuse") || s.contains("request_wait_answer") {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(cat.id() as i32, libc::SIGKILL) };
+    let status = wait_child("killed cat", cat);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "cat: {status}");
+    assert_eq!(
+        d_state_processes(&env.mnt.to_string_lossy()),
+        Vec::<String>::new()
+    );
+    drop(proxy);
+    assert!(env.is_mounted());
+}
+
 #[test]
 fn mount_against_a_black_hole_fails_with_a_clear_reason() {
     let env = TestEnv::start();

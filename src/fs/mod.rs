@@ -7,6 +7,7 @@
 //! `namespace.rs` and `core/mutate.rs`; on a read-only mount its ops answer EROFS.
 
 pub mod attr;
+pub mod caller;
 pub mod core;
 pub mod error;
 pub mod journal;
@@ -114,6 +115,25 @@ impl<S: ObjectStore> CosFs<S> {
         attr_ttl(&self.core, ino, self.ttl)
     }
 
+    /// Like [`Self::spawn`], for requests that only read (a dropped future leaves nothing
+    /// half-changed): abandoned when the caller is killed meanwhile (see [`caller`]).
+    fn spawn_killable<F, Fut>(&self, req: &Request, op: &'static str, f: F)
+    where
+        F: FnOnce(Arc<FsCore<S>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let pid = req.pid();
+        let fut = f(self.core.clone());
+        self.rt.spawn(async move {
+            tokio::select! {
+                () = fut => {}
+                () = caller::killed(pid) => {
+                    tracing::info!(op, pid, "caller was killed while its request waited: abandoned");
+                }
+            }
+        });
+    }
+
     /// Run `f(core)` on the runtime; the closure's future owns its reply and answers it.
     fn spawn<F, Fut>(&self, f: F)
     where
@@ -150,10 +170,10 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_os_string();
         let ttl = self.ttl;
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "lookup", move |core| async move {
             match core.lookup(parent.0, &name).await {
                 Ok(attr) => {
                     let ttl = attr_ttl(&core, attr.ino.0, ttl);
@@ -168,9 +188,9 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.core.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.attr_ttl(ino.0);
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "getattr", move |core| async move {
             match core.getattr_through(ino.0, fh.map(|fh| fh.0)).await {
                 Ok(attr) => reply.attr(&ttl, &attr),
                 Err(e) => fail("getattr", e, reply),
@@ -201,7 +221,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
                 }
             });
         }
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "open", move |core| async move {
             match core.open(ino.0, false).await {
                 Ok((fh, keep_cache)) => {
                     let flags = if keep_cache {
@@ -218,7 +238,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -227,7 +247,7 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "read", move |core| async move {
             match core.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => fail("read", e, reply),
@@ -295,13 +315,13 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "readdir", move |core| async move {
             let (handle, listing) = match core.dir_listing(fh.0).await {
                 Ok(v) => v,
                 Err(e) => return fail("readdir", e, reply),
@@ -334,14 +354,14 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let ttl = self.ttl;
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "readdirplus", move |core| async move {
             let (handle, listing) = match core.dir_listing(fh.0).await {
                 Ok(v) => v,
                 Err(e) => return fail("readdirplus", e, reply),
@@ -421,9 +441,9 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
     }
 
     // Extended attributes: see `xattr.rs` for the names and their COS meaning.
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.as_bytes().to_vec();
-        self.spawn(move |core| async move {
+        self.spawn_killable(req, "getxattr", move |core| async move {
             match core.getxattr(ino.0, &name, size).await {
                 Ok(r) => xattr_reply(r, reply),
                 Err(e) => fail("getxattr", e, reply),
@@ -431,8 +451,8 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.spawn(move |core| async move {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn_killable(req, "listxattr", move |core| async move {
             match core.listxattr(ino.0, size).await {
                 Ok(r) => xattr_reply(r, reply),
                 Err(e) => fail("listxattr", e, reply),
@@ -561,8 +581,8 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         });
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.spawn(move |core| async move {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn_killable(req, "readlink", move |core| async move {
             match core.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
                 Err(e) => fail("readlink", e, reply),
