@@ -437,11 +437,19 @@ fn a_reader_of_the_old_version_sees_it_or_eio_while_the_same_mount_overwrites() 
     drop(w);
     assert!(env.object_bytes("ow/a.bin").unwrap() == v2, "v2 committed");
     drop_kernel_caches();
+    // A third handle reads v2 meanwhile: its pages must not reach the old reader.
+    assert!(std::fs::read(&path).unwrap() == v2, "a new open reads v2");
     let (rest, ended) = read_rest(&mut reader);
     head.extend_from_slice(&rest);
     assert_one_version(&head, ended, &v1, "after the commit");
     drop(reader);
-    assert!(std::fs::read(&path).unwrap() == v2, "a new open reads v2");
+    let again = std::fs::read(&path).unwrap();
+    let bad = again.iter().zip(&v2).position(|(a, b)| a != b);
+    assert!(
+        again == v2,
+        "a new open reads v2: {} bytes, first bad {bad:?}",
+        again.len()
+    );
 
     // b: the writer is still open (nothing committed) with fewer bytes than the reader's
     // position; a reader opened meanwhile reads what the writer wrote, as on a local disk.

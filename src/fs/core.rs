@@ -331,6 +331,12 @@ impl<S: ObjectStore> FsCore<S> {
     }
 
     pub fn release(&self, fh: u64) {
+        if let Some(handle) = self.handles.read(fh) {
+            if handle.is_superseded() {
+                // Its reads went through the page cache with its own (old) version.
+                self.names.inodes.forget_open(handle.ino);
+            }
+        }
         self.handles.remove(fh);
     }
 

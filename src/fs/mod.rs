@@ -224,7 +224,11 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
         self.spawn_killable(req, "open", move |core| async move {
             match core.open(ino.0, false).await {
                 Ok((fh, keep_cache)) => {
-                    let flags = if keep_cache {
+                    let flags = if !core.attrs_cacheable(ino.0) {
+                        // A reader of an older version is open: pages this one read would
+                        // be served to it.
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else if keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
                         FopenFlags::empty()

@@ -173,6 +173,14 @@ impl InodeTable {
             .is_some_and(|e| e.opened_etag.as_deref() == Some(etag))
     }
 
+    /// Forget the ETag of the last open: the kernel's pages of the inode may hold another
+    /// version (filled by a superseded reader), so the next open must not keep them.
+    pub fn forget_open(&self, ino: u64) {
+        if let Some(e) = self.lock().nodes.get_mut(&ino) {
+            e.opened_etag = None;
+        }
+    }
+
     /// Record the ETag an open() saw; true when it equals the previous open's, so the kernel
     /// may keep its page cache.
     pub fn note_open(&self, ino: u64, etag: &str) -> bool {
