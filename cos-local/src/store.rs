@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A write streams into `tmp/` while hashing, is fsynced, renamed beside the object, and becomes
-//! visible when its sidecar (naming the new data file) is atomically renamed over the old one.
+//! visible when its sidecar (naming the new data file) is atomically renamed over the old one;
+//! the directory is fsynced before the write is answered, so the renames survive a power loss.
 //! So a reader never sees half an object, a crash leaves either the old or the new version
 //! (orphan data files are removed at start), and an open reader keeps its old file.
 
@@ -281,6 +282,12 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// fsync a directory. A rename (or a new entry) is in the directory, not in the file: until
+/// the directory is synced a power loss can undo it although the file's own data was fsynced.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<T> {
@@ -758,7 +765,12 @@ impl Bucket {
         attrs: ObjectAttrs,
     ) -> io::Result<ObjectMeta> {
         let paths = self.paths(key);
+        let new_shard = !paths.dir.is_dir();
         fs::create_dir_all(&paths.dir)?;
+        if new_shard {
+            // The shard's own entry in objects/ must survive too (once per shard).
+            sync_dir(&self.dir.join("objects"))?;
+        }
         let data_file = paths.new_data_name();
         let size = temp.size;
         temp.persist(&paths.dir.join(&data_file))?;
@@ -782,6 +794,14 @@ impl Bucket {
         if let Some(old) = old {
             let _ = fs::remove_file(paths.dir.join(old.data_file));
         }
+        drop(_guard);
+        // Only now is the write durable and may be answered 200 (PUT, Copy, Complete): the
+        // data file's and the sidecar's renames both went into this directory, so one sync
+        // covers both (journalling filesystems commit the two renames in order). Done after
+        // the commit lock, so concurrent writers of a bucket do not wait for each other's sync.
+        // If it fails the new version is visible but not known durable: the client gets an
+        // error and retries.
+        sync_dir(&paths.dir)?;
         Ok(meta)
     }
 
@@ -795,6 +815,9 @@ impl Bucket {
         change(&mut meta);
         write_json_atomic(&paths.sidecar(), &meta)?;
         write(&self.objects).insert(key.to_string(), meta);
+        drop(_guard);
+        // As in `commit`: the sidecar rename is durable only with its directory.
+        sync_dir(&paths.dir)?;
         Ok(true)
     }
 

@@ -701,7 +701,7 @@ async fn open_reader_keeps_old_bytes_across_overwrite_and_last_writer_wins() {
             headers: &headers,
         },
     );
-    let mut resp = reqwest::Client::new()
+    let mut resp = common::http::Client::new()
         .get(&url)
         .header("Authorization", sig.authorization(common::SECRET_ID))
         .send()

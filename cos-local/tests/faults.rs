@@ -177,10 +177,7 @@ async fn stall_never_answers() {
     let server = ServerProcess::start(dir.path(), &[]);
     server.set_faults("rate=1&kinds=stall&ops=GetObject");
     let url = format!("http://{}/{BUCKET}/missing", server.addr);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .expect("client");
+    let client = common::http::Client::with_timeout(Duration::from_secs(1));
     let err = client
         .get(&url)
         .send()

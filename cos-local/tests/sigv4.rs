@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{ServerProcess, BUCKET, SECRET_ID, SECRET_KEY};
+use common::{http, ServerProcess, BUCKET, SECRET_ID, SECRET_KEY};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -232,12 +232,12 @@ struct S3 {
     clock_offset: i64,
     /// Virtual-host style (`{bucket}.localhost:port`) instead of path style.
     virtual_host: bool,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 struct Resp {
     status: u16,
-    headers: reqwest::header::HeaderMap,
+    headers: http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -272,7 +272,7 @@ impl S3 {
             secret: SECRET_KEY.to_string(),
             clock_offset: 0,
             virtual_host: false,
-            http: reqwest::Client::new(),
+            http: http::Client::new(),
         }
     }
 
@@ -380,7 +380,7 @@ impl S3 {
         let mut req = self
             .http
             .request(
-                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                http::Method::from_bytes(method.as_bytes()).expect("method"),
                 self.url(&path, &query),
             )
             .header("authorization", auth);
@@ -533,7 +533,7 @@ async fn presigned_get_valid_tampered_and_expired() {
         s3.put("shared.txt", &[], b"presigned body").await.status,
         200
     );
-    let http = reqwest::Client::new();
+    let http = http::Client::new();
     let fetch = |url: String| {
         let http = http.clone();
         async move {
@@ -765,7 +765,7 @@ async fn aws_chunked_upload_is_decoded_and_its_chunk_signatures_checked() {
     // Flip one data byte of the first chunk.
     let first_data = body.iter().position(|b| *b == b'\n').expect("header line") + 1;
     body[first_data] ^= 1;
-    let mut req = reqwest::Client::new()
+    let mut req = http::Client::new()
         .put(s3.url(&path, &[]))
         .header(
             "authorization",
@@ -844,7 +844,7 @@ async fn copy_with_metadata_directive_acl_and_storage_class() {
     );
     assert_eq!(s3.get("src").await.body, b"copy me");
     // x-amz-acl public-read: readable without a signature.
-    let anon = reqwest::get(format!("http://{}/{BUCKET}/src", server.addr))
+    let anon = http::get(format!("http://{}/{BUCKET}/src", server.addr))
         .await
         .expect("response");
     assert_eq!(anon.status().as_u16(), 200);

@@ -520,6 +520,14 @@ impl fmt::Debug for Client {
     }
 }
 
+/// Make ring the process's rustls crypto provider. reqwest is built without one (Cargo.toml:
+/// `rustls-no-provider`, to keep aws-lc-sys out of the build) and panics building a client
+/// before one is installed. Calling again, or after another provider was installed, changes
+/// nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client> {
         validate_bucket(&config.bucket)?;
@@ -536,6 +544,7 @@ impl Client {
         let addr = Addressing::from_config(&config)?;
         // No reqwest read timeout: its first deadline runs from the start of the request,
         // upload included; stalls are watched per attempt instead (`retry::Watch`).
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             // COS answers redirects only for origin-pull setups; a redirect must not be

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -101,12 +103,12 @@ pub struct Client {
     pub secret_key: String,
     /// Seconds added to this machine's clock when signing (a client whose clock is off).
     pub clock_offset: i64,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 pub struct Resp {
     pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
+    pub headers: http::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -153,7 +155,7 @@ impl Client {
             secret_id: id.to_string(),
             secret_key: key.to_string(),
             clock_offset: 0,
-            http: reqwest::Client::new(),
+            http: http::Client::new(),
         }
     }
 
@@ -185,7 +187,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
         signed: bool,
-    ) -> Result<Resp, reqwest::Error> {
+    ) -> Result<Resp, http::Error> {
         let path = if bucket.is_empty() {
             "/".to_string()
         } else {
@@ -206,7 +208,7 @@ impl Client {
         } else {
             format!("http://{}{path}?{}", self.addr, qs.join("&"))
         };
-        let method_v = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let method_v = http::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method_v, &url);
         let mut to_sign: Vec<(String, String)> = vec![("host".into(), self.addr.clone())];
         for (n, v) in headers {
