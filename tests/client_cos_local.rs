@@ -201,6 +201,8 @@ async fn object_round_trip() {
             Duration::from_secs(300),
         )
         .unwrap();
+    // reqwest is built without a TLS provider: cosmount installs ring.
+    cosmount::cos::client::install_crypto_provider();
     let resp = reqwest::get(&url).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(&resp.bytes().await.unwrap()[..], &data[..]);
@@ -457,6 +459,8 @@ async fn acl_and_cors_round_trip() {
     );
     // Public-read: an unsigned GET works.
     let url = format!("{}/{BUCKET}/page.html", server.endpoint);
+    // reqwest is built without a TLS provider: cosmount installs ring.
+    cosmount::cos::client::install_crypto_provider();
     let resp = reqwest::get(&url).await.unwrap();
     assert_eq!(resp.status(), 200);
     c.put_bucket_acl(&AclUpdate::canned("private"))

@@ -94,6 +94,8 @@ fn assert_public_read_ia(env: &TestEnv, key: &str, after: &str) {
 fn anonymous_get(env: &TestEnv, key: &str) -> (u16, Vec<u8>) {
     let url = format!("{}/{BUCKET}/{key}", env.endpoint);
     env.rt.block_on(async {
+        // reqwest is built without a TLS provider: cosmount installs ring.
+        cosmount::cos::client::install_crypto_provider();
         let resp = reqwest::get(&url).await.expect("anonymous GET");
         let status = resp.status().as_u16();
         (status, resp.bytes().await.unwrap_or_default().to_vec())
