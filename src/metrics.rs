@@ -190,6 +190,11 @@ fn render_memory(out: &mut String) {
     }
     let _ = writeln!(
         out,
+        "# HELP cosmount_receive_buffers_idle_bytes GET receive buffers kept for reuse, outside the budget (at most 32 MiB).\n# TYPE cosmount_receive_buffers_idle_bytes gauge\ncosmount_receive_buffers_idle_bytes {}",
+        crate::cos::buffers::idle_bytes()
+    );
+    let _ = writeln!(
+        out,
         "# HELP cosmount_memory_prefetch_bytes Budget held by prefetch not yet read.\n# TYPE cosmount_memory_prefetch_bytes gauge\ncosmount_memory_prefetch_bytes {}",
         m.prefetch_bytes()
     );

@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod bucket;
+pub mod buffers;
 pub mod client;
 pub mod cors;
 pub mod error;

@@ -770,7 +770,7 @@ async fn read_range_body(
     let want = len.min(out.content_length.saturating_sub(skip));
     // One buffer for the whole range (the caller reserved `len` bytes of memory for it), cut
     // into pieces at the end: a read spanning pieces is then a slice of it, not a copy.
-    let mut cur = bytes::BytesMut::with_capacity(usize::try_from(want).unwrap_or(0));
+    let mut cur = super::buffers::take(usize::try_from(want).unwrap_or(0));
     let mut got = 0u64;
     let mut body = out.body;
     while got < want {
@@ -794,7 +794,7 @@ async fn read_range_body(
     }
     Ok(RangePieces::slicing(
         RangeData {
-            data: cur.freeze(),
+            data: super::buffers::freeze(cur),
             etag,
             object_size,
         },
