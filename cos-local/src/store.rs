@@ -410,6 +410,10 @@ impl Store {
             cors: None,
         };
         write_json_atomic(&dir.join("bucket.json"), &config)?;
+        // The bucket's entries and its own entry in buckets/: an answered create survives a
+        // power loss.
+        sync_dir(&dir)?;
+        sync_dir(&self.root.join("buckets"))?;
         buckets.insert(name.to_string(), Arc::new(Bucket::empty(dir, config)));
         Ok(true)
     }
@@ -425,6 +429,7 @@ impl Store {
         }
         // Removing bucket.json first makes a half-finished removal invisible after a restart.
         fs::remove_file(bucket.dir.join("bucket.json"))?;
+        sync_dir(&bucket.dir)?;
         let dir = bucket.dir.clone();
         buckets.remove(name);
         drop(buckets);
@@ -824,13 +829,17 @@ impl Bucket {
     /// Delete `key`; Ok(false) if it did not exist.
     pub fn delete(&self, key: &str) -> io::Result<bool> {
         let paths = self.paths(key);
-        let _guard = lock(&self.commit);
-        let Some(old) = read(&self.objects).get(key).cloned() else {
-            return Ok(false);
-        };
-        fs::remove_file(paths.sidecar())?;
-        write(&self.objects).remove(key);
-        let _ = fs::remove_file(paths.dir.join(old.data_file));
+        {
+            let _guard = lock(&self.commit);
+            let Some(old) = read(&self.objects).get(key).cloned() else {
+                return Ok(false);
+            };
+            fs::remove_file(paths.sidecar())?;
+            write(&self.objects).remove(key);
+            let _ = fs::remove_file(paths.dir.join(old.data_file));
+        }
+        // An answered DELETE must not be undone by a power loss (outside the lock, as commit).
+        sync_dir(&paths.dir)?;
         Ok(true)
     }
 
@@ -876,6 +885,8 @@ impl Bucket {
         let dir = self.upload_dir(&upload_id);
         fs::create_dir_all(&dir)?;
         write_json_atomic(&dir.join("upload.json"), &meta)?;
+        sync_dir(&dir)?;
+        sync_dir(&self.dir.join("uploads"))?;
         write(&self.uploads).insert(upload_id, meta.clone());
         Ok(meta)
     }
@@ -953,6 +964,8 @@ impl Bucket {
             return Ok(false);
         }
         fs::remove_dir_all(self.upload_dir(upload_id))?;
+        // An aborted or completed upload must not come back in ListMultipartUploads.
+        sync_dir(&self.dir.join("uploads"))?;
         Ok(true)
     }
 }
