@@ -49,6 +49,12 @@ pub fn take(len: usize) -> Vec<u8> {
             p.idle_bytes -= buf.capacity();
             return buf;
         }
+        // Nothing fits: what is idle is of sizes no longer asked for (fewer, smaller runs when
+        // many streams share the budget). Free the oldest rather than keep it resident.
+        if !p.idle.is_empty() {
+            let old = p.idle.remove(0);
+            p.idle_bytes -= old.capacity();
+        }
     }
     Vec::with_capacity(len)
 }
