@@ -110,11 +110,6 @@ impl<S: ObjectStore> CosFs<S> {
         CosFs { core, rt, ttl }
     }
 
-    /// How long the kernel may keep the attributes of `ino` (see [`FsCore::attrs_cacheable`]).
-    fn attr_ttl(&self, ino: u64) -> Duration {
-        attr_ttl(&self.core, ino, self.ttl)
-    }
-
     /// Like [`Self::spawn`], for requests that only read (a dropped future leaves nothing
     /// half-changed): abandoned when the caller is killed meanwhile (see [`caller`]).
     fn spawn_killable<F, Fut>(&self, req: &Request, op: &'static str, f: F)
@@ -144,6 +139,8 @@ impl<S: ObjectStore> CosFs<S> {
     }
 }
 
+/// How long the kernel may keep the attributes of `ino` (see [`FsCore::attrs_cacheable`]);
+/// asked once the operation is done, so a write open meanwhile is seen.
 fn attr_ttl<S: ObjectStore>(core: &FsCore<S>, ino: u64, ttl: Duration) -> Duration {
     if core.attrs_cacheable(ino) {
         ttl
@@ -189,10 +186,10 @@ impl<S: ObjectStore> Filesystem for CosFs<S> {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let ttl = self.attr_ttl(ino.0);
+        let ttl = self.ttl;
         self.spawn_killable(req, "getattr", move |core| async move {
             match core.getattr_through(ino.0, fh.map(|fh| fh.0)).await {
-                Ok(attr) => reply.attr(&ttl, &attr),
+                Ok(attr) => reply.attr(&attr_ttl(&core, ino.0, ttl), &attr),
                 Err(e) => fail("getattr", e, reply),
             }
         });

@@ -213,8 +213,9 @@ impl ReadHandle {
         }
     }
 
-    pub fn supersede(&self) {
-        self.superseded.store(true, Ordering::Release);
+    /// Mark the handle superseded; true if it was not already.
+    pub fn supersede(&self) -> bool {
+        !self.superseded.swap(true, Ordering::AcqRel)
     }
 
     pub fn is_superseded(&self) -> bool {

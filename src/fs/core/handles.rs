@@ -3,7 +3,7 @@
 //! are never reused, so a stale fh is EBADF.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cos::ObjectStore;
@@ -28,6 +28,9 @@ pub(super) enum Handle<S: ObjectStore> {
 pub(super) struct HandleTable<S: ObjectStore> {
     next: AtomicU64,
     map: Mutex<HashMap<u64, Handle<S>>>,
+    /// Superseded read handles in `map` (changed under its lock): while there are none, the
+    /// per-request [`Self::has_superseded_reader`] answers without scanning the table.
+    superseded: AtomicUsize,
 }
 
 impl<S: ObjectStore> HandleTable<S> {
@@ -35,6 +38,7 @@ impl<S: ObjectStore> HandleTable<S> {
         HandleTable {
             next: AtomicU64::new(1),
             map: Mutex::new(HashMap::new()),
+            superseded: AtomicUsize::new(0),
         }
     }
 
@@ -66,6 +70,11 @@ impl<S: ObjectStore> HandleTable<S> {
         match self.lock().get_mut(&fh) {
             Some(Handle::Read(h)) => {
                 if Arc::ptr_eq(h, old) {
+                    // A write may have superseded `old` since the caller looked: under the
+                    // lock, the replacement inherits that (the count keeps one for the fh).
+                    if old.is_superseded() {
+                        new.supersede();
+                    }
                     *h = new;
                 }
                 Some(h.clone())
@@ -89,7 +98,12 @@ impl<S: ObjectStore> HandleTable<S> {
     }
 
     pub(super) fn remove(&self, fh: u64) {
-        self.lock().remove(&fh);
+        let mut map = self.lock();
+        if let Some(Handle::Read(r)) = map.remove(&fh) {
+            if r.is_superseded() {
+                self.superseded.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(super) fn set_opener(&self, fh: u64, tgid: u32) {
@@ -116,23 +130,24 @@ impl<S: ObjectStore> HandleTable<S> {
         )
     }
 
-    /// Mark every read handle of `ino` superseded (a write through this mount begins); true if
-    /// there was one.
-    pub(super) fn supersede_readers(&self, ino: u64) -> bool {
-        let mut any = false;
-        for h in self.lock().values() {
+    /// Mark every read handle of `ino` superseded (a write through this mount begins).
+    pub(super) fn supersede_readers(&self, ino: u64) {
+        let map = self.lock();
+        for h in map.values() {
             if let Handle::Read(r) = h {
-                if r.ino == ino {
-                    r.supersede();
-                    any = true;
+                if r.ino == ino && r.supersede() {
+                    self.superseded.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        any
     }
 
-    /// Is a read handle of `ino` open that a write through this mount superseded?
+    /// Is a read handle of `ino` open that a write through this mount superseded? (Asked for
+    /// every lookup, getattr and open: no scan while there is none at all.)
     pub(super) fn has_superseded_reader(&self, ino: u64) -> bool {
+        if self.superseded.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         self.lock()
             .values()
             .any(|h| matches!(h, Handle::Read(r) if r.ino == ino && r.is_superseded()))
