@@ -224,7 +224,10 @@ def sdk_object(client, bucket, key):
         if e.get_status_code() == 404:
             return None
         raise
-    stream = resp["Body"].get_raw_stream()
+    return sha_of(resp["Body"].get_raw_stream())
+
+def sha_of(stream):
+    """(sha256, size) of what `stream` reads to its end."""
     h, n = hashlib.sha256(), 0
     while True:
         c = stream.read(MIB)
@@ -297,15 +300,8 @@ def cmd_reread(mnt, check_path, every):
         n += 1
         path = os.path.join(mnt, key)
         try:
-            h, sz = hashlib.sha256(), 0
             with open(path, "rb") as f:
-                while True:
-                    c = f.read(MIB)
-                    if not c:
-                        break
-                    h.update(c)
-                    sz += len(c)
-            seen = (h.hexdigest(), sz)
+                seen = sha_of(f)
         except FileNotFoundError:
             seen = None
         except OSError as e:
