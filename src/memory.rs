@@ -2,8 +2,9 @@
 //! windows and reads in flight, upload part buffers and listing pages (`-o memory_limit=`).
 //!
 //! Memory is reserved before it is allocated and handed back when the last holder drops its
-//! [`MemPermit`] (blocks shared between a read and the cache carry one `Arc`ed permit, so the
-//! bytes count until both let go). Who gets what:
+//! [`MemPermit`]. A GET's buffer owns its permit, so its bytes count until the last slice of it
+//! (a cached block, a read being answered) is dropped: what is counted is what is resident,
+//! however the slices are let go. Who gets what:
 //! - Bytes a caller is waiting for (the blocks a read needs, a part about to be uploaded, a
 //!   listing page) **wait** for room ([`MemoryLimiter::acquire`]); waiters are served in order
 //!   (a fair semaphore), so many readers and writers share the budget fairly. Only a single
@@ -103,7 +104,7 @@ pub struct MemoryLimiter {
 
 /// Reserved budget; given back on drop.
 pub struct MemPermit {
-    permit: OwnedSemaphorePermit,
+    _permit: OwnedSemaphorePermit,
     bytes: u64,
     kind: Use,
     /// Set for prefetch until [`MemPermit::claim`].
@@ -133,27 +134,6 @@ impl MemPermit {
                 p.fetch_sub(self.bytes, Ordering::Relaxed);
             }
         }
-    }
-
-    /// Split off a permit for `bytes` of these (rounded up to the accounting unit), e.g. one
-    /// block of a run, so each can be given back on its own. `None` if not that many are left.
-    pub fn split_off(&mut self, bytes: u64) -> Option<MemPermit> {
-        let n = units(bytes) as usize;
-        if n >= self.permit.num_permits() {
-            return None;
-        }
-        let permit = self.permit.split(n)?;
-        let bytes = bytes.min(self.bytes);
-        self.bytes -= bytes;
-        let claimed = self.claimed.load(Ordering::Relaxed);
-        Some(MemPermit {
-            permit,
-            bytes,
-            kind: self.kind,
-            prefetch: self.prefetch.clone(),
-            claimed: AtomicBool::new(claimed),
-            limiter: self.limiter,
-        })
     }
 }
 
@@ -286,7 +266,7 @@ impl MemoryLimiter {
     fn permit(&'static self, p: OwnedSemaphorePermit, bytes: u64, kind: Use) -> MemPermit {
         self.held[kind.index()].fetch_add(bytes, Ordering::Relaxed);
         MemPermit {
-            permit: p,
+            _permit: p,
             bytes,
             kind,
             prefetch: None,

@@ -21,8 +21,8 @@ pub struct BlockKey {
     pub index: u64,
 }
 
-/// Bytes of one block and the memory reservation they live under (given back when the last
-/// holder, cache or read, drops it).
+/// Bytes of one block and the memory reservation of the buffer they are a slice of (given back
+/// with the buffer, when its last slice is dropped).
 #[derive(Debug, Clone)]
 pub struct Block {
     pub data: Bytes,
@@ -51,8 +51,8 @@ impl Block {
         }
     }
 
-    /// The blocks `[first, first + count)` received into one buffer, each with its permit.
-    pub fn run(first: u64, pieces: Vec<(Bytes, Option<Arc<MemPermit>>)>) -> Vec<Block> {
+    /// The blocks `[first, first + count)` received into one buffer counted under `mem`.
+    pub fn run(first: u64, pieces: Vec<Bytes>, mem: Option<Arc<MemPermit>>) -> Vec<Block> {
         static RUNS: AtomicU64 = AtomicU64::new(1);
         let siblings = Siblings {
             first,
@@ -61,9 +61,9 @@ impl Block {
         };
         pieces
             .into_iter()
-            .map(|(data, mem)| Block {
+            .map(|data| Block {
                 data,
-                mem,
+                mem: mem.clone(),
                 siblings,
             })
             .collect()
@@ -125,17 +125,37 @@ impl BlockCache {
         crate::metrics::Metrics::add(&crate::metrics::global().block_cache_misses, 1);
     }
 
+    #[cfg(test)]
     pub fn insert(&self, key: BlockKey, block: Block) {
-        if !self.enabled {
+        let (name, etag, index) = (key.key, key.etag, key.index);
+        self.insert_run(&name, &etag, index, &[block]);
+    }
+
+    /// Keep the blocks of one buffer, `first` on. A block already cached is kept rather than
+    /// replaced (same key, ETag and index: the same bytes; replacing it would leave its
+    /// siblings holding the old buffer). The memory budget counts the whole buffer for as
+    /// long as any of its blocks is held (see `crate::memory`).
+    pub fn insert_run(&self, key: &Arc<str>, etag: &Arc<str>, first: u64, blocks: &[Block]) {
+        if !self.enabled || blocks.is_empty() {
             return;
         }
-        let weight = block.data.len();
+        let key_of = |index: u64| BlockKey {
+            key: key.clone(),
+            etag: etag.clone(),
+            index,
+        };
         let mut inner = self.lock();
-        if weight > inner.budget() {
+        let new: Vec<(BlockKey, &Block)> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (key_of(first + i as u64), b))
+            .filter(|(k, _)| inner.peek(k).is_none())
+            .collect();
+        let weight: usize = new.iter().map(|(_, b)| b.data.len()).sum();
+        if new.is_empty() || weight > inner.budget() {
             return;
         }
-        inner.remove(&key);
-        // Someone waits for memory: make room for this block rather than grow. Otherwise make
+        // Someone waits for memory: make room for this run rather than grow. Otherwise make
         // room within the budget (here, not in the LRU, so a block's siblings go with it).
         let limit = if memory::global().has_waiters() {
             inner.total_weight()
@@ -149,7 +169,10 @@ impl BlockCache {
             };
             evict_siblings(&mut inner, &old_key, &old);
         }
-        inner.insert(key, block, weight);
+        for (k, block) in new {
+            let weight = block.data.len();
+            inner.insert(k, block.clone(), weight);
+        }
     }
 
     /// Bytes currently held.
@@ -257,13 +280,10 @@ mod tests {
         let whole = Bytes::from_static(b"aaaaaaaaaabbbbbbbbbbcccccccccc");
         let run = Block::run(
             0,
-            (0..3)
-                .map(|i| (whole.slice(i * 10..(i + 1) * 10), None))
-                .collect(),
+            (0..3).map(|i| whole.slice(i * 10..(i + 1) * 10)).collect(),
+            None,
         );
-        for (i, block) in run.into_iter().enumerate() {
-            c.insert(k(i as u64), block);
-        }
+        c.insert_run(&"obj".into(), &"e1".into(), 0, &run);
         assert!(c.get(&k(2)).is_some());
         // Room for 10 more bytes: the least recent block goes, and with it its siblings.
         c.insert(k(7), b(b"0123456789"));

@@ -8,8 +8,10 @@
 //! before an out-of-band overwrite). A 412 on an unconfirmed handle is not an error of the
 //! reader: it has seen no byte yet, so the core re-opens it at the current version.
 //!
-//! Data is fetched in *runs*: one ranged GET covering whole [`BLOCK_SIZE`] blocks, received
-//! straight into one buffer per block (one copy from the network). The blocks go into the
+//! Data is fetched in *runs*: one ranged GET covering whole [`BLOCK_SIZE`] blocks (it starts
+//! on a block boundary and ends on one or at the object's end, whatever window or budget asked
+//! for it), received straight into one buffer (one copy from the network) that its blocks are
+//! slices of. The blocks go into the
 //! shared LRU [`BlockCache`] (keyed by key + ETag + block), so a second reader, or a reopen of
 //! the same version, is served from memory.
 //!
@@ -58,8 +60,8 @@ const MIN_RUN: u64 = 1024 * 1024;
 /// window (`read_ahead_kb`, 4 MiB by default) as concurrent requests that may arrive out of order.
 pub const SEQUENTIAL_SLACK: u64 = 8 * 1024 * 1024;
 
-/// A finished run: its bytes in one buffer, and its blocks (slices of it, each `BLOCK_SIZE`,
-/// the last maybe shorter) holding the memory permits.
+/// A finished run: its bytes in one buffer (which owns the memory permit), and its blocks
+/// (slices of it, each `BLOCK_SIZE`, the last maybe shorter).
 struct Fetched {
     whole: Bytes,
     blocks: Vec<Block>,
@@ -386,11 +388,15 @@ impl ReadHandle {
                 .then(|| cache.get(&self.block_key(block)))
                 .flatten()
             {
+                // A block ends at a block boundary or at the end of the object, so it covers
+                // `pos`; a shorter one is not used (progress is guaranteed either way).
                 let to = end.min(block_start + bytes.len() as u64);
-                if let Some(slice) = slice_of(&bytes, pos - block_start, to - block_start) {
-                    pieces.push(Piece::Ready(slice));
-                    pos = to;
-                    continue;
+                if to > pos {
+                    if let Some(slice) = slice_of(&bytes, pos - block_start, to - block_start) {
+                        pieces.push(Piece::Ready(slice));
+                        pos = to;
+                        continue;
+                    }
                 }
             }
             // Missing: fetch the blocks this read needs, up to the next run already planned
@@ -402,39 +408,58 @@ impl ReadHandle {
                 .filter(|&s| s > pos)
                 .min()
                 .unwrap_or(u64::MAX);
-            let run_end = block_ceil(end).min(next_run).min(self.size);
-            self.start_run(&mut st, store, cache, block_start, run_end, None);
+            let end_block = block_ceil(end).min(next_run) / BLOCK_SIZE;
+            let data = self.start_run(&mut st, store, cache, block, end_block, None);
+            let to = end.min(self.block_end(end_block));
+            pieces.push(Piece::Pending {
+                data,
+                run_start: block_start,
+                from: pos,
+                to,
+            });
+            pos = to;
         }
 
         if st.window > 0 {
-            let target = block_ceil(end.saturating_add(st.window)).min(self.size);
-            let run_len = (st.window / 4).clamp(MIN_RUN, MAX_RUN);
+            // In whole blocks: a run that ended mid-block would leave the next run starting
+            // mid-block, and blocks are cached by index.
+            let last_block = self.size.div_ceil(BLOCK_SIZE);
+            let target = (block_ceil(end.saturating_add(st.window)) / BLOCK_SIZE).min(last_block);
+            let run_blocks = (st.window / 4).clamp(MIN_RUN, MAX_RUN) / BLOCK_SIZE;
             let mut from = st
                 .runs
                 .back()
-                .map_or(block_ceil(end), |r| r.end.max(block_ceil(end)));
+                .map_or(block_ceil(end), |r| r.end.max(block_ceil(end)))
+                .div_ceil(BLOCK_SIZE);
             while from < target {
                 // Top up in whole runs: each sequential read moves the target by only its own
                 // size (the kernel sends 1 MiB or less), and a GET per read would cost one
                 // request's overhead per MiB. The tail of the object may be a shorter run.
-                if target - from < run_len && target < self.size {
+                if target - from < run_blocks && target < last_block {
                     break;
                 }
-                if use_cache && cache.get(&self.block_key(from / BLOCK_SIZE)).is_some() {
-                    from += BLOCK_SIZE;
+                if use_cache && cache.get(&self.block_key(from)).is_some() {
+                    from += 1;
                     continue;
                 }
-                let to = (from + run_len).min(target);
+                let to = (from + run_blocks).min(target);
+                let bytes = self.block_end(to) - from * BLOCK_SIZE;
                 // Prefetch takes only free memory: under pressure the window shrinks.
-                let Some(permit) = limiter.try_prefetch(to - from) else {
+                let Some(permit) = limiter.try_prefetch(bytes) else {
                     st.window = (st.window / 2).max(MIN_RUN);
                     break;
                 };
-                self.start_run(&mut st, store, cache, from, to, Some(permit));
+                // The run is kept in `st.runs` (and its task runs on its own).
+                drop(self.start_run(&mut st, store, cache, from, to, Some(permit)));
                 from = to;
             }
         }
         pieces
+    }
+
+    /// Where block `index` ends (the object's end for its last block).
+    fn block_end(&self, index: u64) -> u64 {
+        index.saturating_mul(BLOCK_SIZE).min(self.size)
     }
 
     fn block_key(&self, index: u64) -> BlockKey {
@@ -445,17 +470,20 @@ impl ReadHandle {
         }
     }
 
-    /// Spawn the GET of `[start, end)` (block aligned, except at the end of the object), with
-    /// the memory already reserved (prefetch) or to be waited for.
+    /// Spawn the GET of blocks `[first, end_block)` (the last one ends at the object's end),
+    /// with the memory already reserved (prefetch) or to be waited for. Taking block indices
+    /// rather than offsets keeps every run, and so every cached block, aligned.
     fn start_run<S: ObjectStore>(
         &self,
         st: &mut ReadState,
         store: &Arc<S>,
         cache: &Arc<BlockCache>,
-        start: u64,
-        end: u64,
+        first: u64,
+        end_block: u64,
         permit: Option<MemPermit>,
-    ) {
+    ) -> RunData {
+        let start = first * BLOCK_SIZE;
+        let end = self.block_end(end_block);
         let (store, cache, key, etag, confirmed) = (
             store.clone(),
             cache.clone(),
@@ -498,37 +526,23 @@ impl ReadHandle {
                     got: received,
                 });
             }
-            // One permit per block, so each is given back when its last holder lets go (the
-            // cache evicts the blocks of one buffer together, see `Block::run`).
-            let count = got.pieces.len();
-            let mut rest = Some(mem);
-            let mut pieces = Vec::with_capacity(count);
-            for (i, data) in got.pieces.into_iter().enumerate() {
-                let permit = if i + 1 == count {
-                    rest.take()
-                } else {
-                    rest.as_mut()
-                        .and_then(|m| m.split_off(data.len() as u64))
-                        .or_else(|| rest.take())
-                };
-                pieces.push((data, permit.map(Arc::new)));
-            }
-            let first = start / BLOCK_SIZE;
-            let blocks = Block::run(first, pieces);
-            for (i, block) in blocks.iter().enumerate() {
-                cache.insert(
-                    BlockKey {
-                        key: key.clone(),
-                        etag: etag.clone(),
-                        index: first + i as u64,
-                    },
-                    block.clone(),
-                );
-            }
-            Ok(Arc::new(Fetched {
-                whole: got.whole,
-                blocks,
-            }))
+            // The permit lives as long as the buffer: any slice of it (a cached block, a read
+            // being answered) keeps the whole run's bytes counted, so the budget is what is
+            // resident, however the slices are let go.
+            let mem = Arc::new(mem);
+            let whole = Bytes::from_owner(Counted {
+                data: got.whole,
+                _mem: mem.clone(),
+            });
+            let pieces = (0..whole.len().div_ceil(BLOCK_SIZE as usize))
+                .map(|i| {
+                    let at = i * BLOCK_SIZE as usize;
+                    whole.slice(at..(at + BLOCK_SIZE as usize).min(whole.len()))
+                })
+                .collect();
+            let blocks = Block::run(first, pieces, Some(mem));
+            cache.insert_run(&key, &etag, first, &blocks);
+            Ok(Arc::new(Fetched { whole, blocks }))
         });
         let data = async move {
             match task.await {
@@ -545,7 +559,27 @@ impl ReadHandle {
             .iter()
             .position(|r| r.start > start)
             .unwrap_or(st.runs.len());
-        st.runs.insert(at, Run { start, end, data });
+        st.runs.insert(
+            at,
+            Run {
+                start,
+                end,
+                data: data.clone(),
+            },
+        );
+        data
+    }
+}
+
+/// A run's buffer together with the memory permit it is counted under.
+struct Counted {
+    data: Bytes,
+    _mem: Arc<MemPermit>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
     }
 }
 
