@@ -360,12 +360,18 @@ impl MemoryLimiter {
 
 /// Make glibc's allocator hand memory back rather than keep one arena per thread: with the
 /// default (8 arenas per core), bytes freed by one runtime thread are not reused by another and
-/// the resident size grows well past what is live. Call once, before threads start.
+/// the resident size grows well past what is live. The mmap threshold is pinned at 1 MiB:
+/// glibc raises it to the largest block freed so far, after which 8 MiB GET buffers come from
+/// the heap and stay resident when freed (the receive-buffer pool keeps the ones worth reusing).
+/// Measured on 8 parallel readers at `memory_limit=64M`: peak RSS 129-196 MiB without, 100-139
+/// MiB with; one cold 1 GiB read, three alternating runs: 0.47-0.49 CPU-s/GB either way.
+/// Call once, before threads start.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
