@@ -183,6 +183,8 @@ pub struct MemoryStore {
     requests: [AtomicU64; StoreOp::ALL.len()],
     in_flight: [AtomicU64; StoreOp::ALL.len()],
     peak_in_flight: [AtomicU64; StoreOp::ALL.len()],
+    /// Bytes answered by ranged GETs.
+    range_bytes: AtomicU64,
     next_id: AtomicU64,
     min_part_size: AtomicU64,
     max_simple_copy: AtomicU64,
@@ -223,6 +225,7 @@ impl MemoryStore {
             requests: Default::default(),
             in_flight: Default::default(),
             peak_in_flight: Default::default(),
+            range_bytes: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             min_part_size: AtomicU64::new(COS_MIN_PART_SIZE),
             max_simple_copy: AtomicU64::new(COS_MAX_SIMPLE_COPY),
@@ -279,6 +282,12 @@ impl MemoryStore {
             self.requests[i].store(0, Ordering::SeqCst);
             self.peak_in_flight[i].store(0, Ordering::SeqCst);
         }
+        self.range_bytes.store(0, Ordering::SeqCst);
+    }
+
+    /// Bytes the ranged GETs answered since the counters were last reset.
+    pub fn range_bytes(&self) -> u64 {
+        self.range_bytes.load(Ordering::SeqCst)
     }
 
     /// The most calls of `op` that were running at the same time (meaningful with latency set).
@@ -585,6 +594,7 @@ impl ObjectStore for MemoryStore {
             ));
         }
         let end = start.saturating_add(len).min(size);
+        self.range_bytes.fetch_add(end - start, Ordering::SeqCst);
         Ok(RangeData {
             data: obj.data.slice(start as usize..end as usize),
             etag: obj.etag.clone(),

@@ -260,7 +260,7 @@ async fn reads_are_byte_exact() {
 }
 
 #[tokio::test]
-async fn random_small_reads_fetch_one_block_each() {
+async fn random_small_reads_make_one_get_each() {
     let data = pattern(32 << 20, 9);
     let (store, core) = setup(&[("obj", data.clone())]);
     let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
@@ -272,7 +272,35 @@ async fn random_small_reads_fetch_one_block_each() {
         assert_eq!(&got[..], &data[off as usize..off as usize + 4096]);
     }
     assert_eq!(store.requests(StoreOp::GetRange), offsets.len() as u64);
-    let _ = BLOCK_SIZE;
+}
+
+/// A small read with no stream behind it GETs only its own pages (its first byte costs one
+/// small GET); a read of a whole block fetches the block, which then serves the reads inside it.
+#[tokio::test]
+async fn small_first_reads_fetch_their_pages_and_block_reads_fill_the_cache() {
+    let data = pattern(32 << 20, 5);
+    let (store, core) = setup(&[("obj", data.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("obj")).await.unwrap();
+    let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+    store.reset_requests();
+    let got = core.read(fh, 5000, 10_000).await.unwrap();
+    assert_eq!(&got[..], &data[5000..15_000]);
+    assert_eq!(store.requests(StoreOp::GetRange), 1);
+    assert_eq!(store.range_bytes(), 3 * 4096, "pages 1-3 only");
+
+    // Far enough away to be a seek (no prefetch).
+    store.reset_requests();
+    let at = 20 << 20;
+    let got = core.read(fh, at, BLOCK_SIZE as u32).await.unwrap();
+    assert_eq!(&got[..], &data[at as usize..(at + BLOCK_SIZE) as usize]);
+    assert_eq!(store.range_bytes(), BLOCK_SIZE);
+    let got = core.read(fh, at + 8192, 4096).await.unwrap();
+    assert_eq!(&got[..], &data[at as usize + 8192..at as usize + 12_288]);
+    assert_eq!(
+        store.requests(StoreOp::GetRange),
+        1,
+        "the second read came from the cached block"
+    );
 }
 
 #[tokio::test]
