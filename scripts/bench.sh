@@ -97,6 +97,13 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b-a}'; }
 peak_rss() { awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$CM_PID/status"; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU of the kernel's reclaim threads (kswapd; kdamond, where a DAMON pageout scheme runs, as on
+# this project's VMs): it competes with the benchmark for the same cores.
+reclaim_ticks() {
+  local t=0 p
+  for p in $(pgrep '^(kswapd|kdamond)' || true); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
 TICK=$(getconf CLK_TCK)
 per_gb() { awk -v t="$1" -v hz="$TICK" -v b="$2" 'BEGIN {printf "%.2f", t/hz/(b/1e9)}'; }
 # Run "$@" in parallel over the files given after --; prints aggregate MB/s of $BYTES_EACH each.
@@ -147,12 +154,12 @@ bench_read() {
   echo "==> cosmount: cold sequential read (fresh mount), CPU per GB of each process"
   mount_fg
   stat "$MNT/big.bin" >/dev/null
-  local c0 s0 c1 s1
-  c0=$(cpu_ticks "$CM_PID"); s0=$(cpu_ticks "$CL_PID")
+  local c0 s0 k0 c1 s1 k1
+  c0=$(cpu_ticks "$CM_PID"); s0=$(cpu_ticks "$CL_PID"); k0=$(reclaim_ticks)
   T0=$(now)
   /usr/bin/time -f "%U %S" -o "$WORK/dd.time" dd if="$MNT/big.bin" of=/dev/null bs=1M status=none
   T1=$(now)
-  c1=$(cpu_ticks "$CM_PID"); s1=$(cpu_ticks "$CL_PID")
+  c1=$(cpu_ticks "$CM_PID"); s1=$(cpu_ticks "$CL_PID"); k1=$(reclaim_ticks)
   local COLD DD_CPU RSS1
   COLD=$(mbps "$BYTES" "$(secs "$T0" "$T1")")
   DD_CPU=$(awk -v b="$BYTES" '{printf "%.2f", ($1+$2)/(b/1e9)}' "$WORK/dd.time")
@@ -208,6 +215,7 @@ PY
   row "  ceiling: our client, 8 ranged GETs of 8 MiB in flight" "$RAW8 MB/s"
   row "  CPU per GB: cosmount / cos-local / dd" "$(per_gb $((c1 - c0)) "$BYTES") / $(per_gb $((s1 - s0)) "$BYTES") / $DD_CPU s"
   [ -n "$CURL_CPU" ] && row "  CPU per GB of cos-local serving curl" "$CURL_CPU s"
+  row "  kernel reclaim (kswapd, kdamond) CPU during the read" "$(awk -v t=$((k1 - k0)) -v hz="$TICK" 'BEGIN {printf "%.2f", t/hz}') s"
   row "cosmount warm re-read (page cache, KEEP_CACHE)" "$WARM MB/s"
   row "time to first byte: open + 4 KiB read (median of 20)" "$TTFB_OPEN ms"
   row "  with the lookup (stat) before it" "$TTFB_ALL ms"
