@@ -13,15 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "==> creating $venv"
-  python3 -m venv "$venv"
-fi
-if ! "$venv/bin/python" -c "import qcloud_cos, pytest, boto3, awscli" 2>/dev/null; then
-  echo "==> installing cos-python-sdk-v5, boto3, awscli and pytest"
-  "$venv/bin/pip" install --quiet cos-python-sdk-v5 boto3 awscli pytest
-fi
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+python_venv "qcloud_cos, pytest, boto3, awscli" cos-python-sdk-v5 boto3 awscli pytest
 # The venv's `aws` first.
 export PATH="$venv/bin:$PATH"
 

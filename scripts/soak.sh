@@ -56,16 +56,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 2
 fi
 
-# The same venv and install as scripts/conformance.sh.
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/cosmount/venv"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "==> creating $venv"
-  python3 -m venv "$venv"
-fi
-if ! "$venv/bin/python" -c "import qcloud_cos" 2>/dev/null; then
-  echo "==> installing cos-python-sdk-v5"
-  "$venv/bin/pip" install --quiet cos-python-sdk-v5
-fi
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+python_venv "qcloud_cos" cos-python-sdk-v5
 PY=$venv/bin/python
 
 echo "==> building (release)"
