@@ -404,17 +404,16 @@ impl ReadHandle {
             }
             // Missing. A small read with no stream behind it (a handle's first read, a seek)
             // fetches only the pages it asks for: its first byte then costs one small GET
-            // (a 128 KiB one took 2.5x as long here). Not cached: the cache holds whole blocks.
-            if st.window == 0 && end - pos <= SMALL_READ {
-                let from = pos - pos % PAGE;
-                let data = self.spawn_get(
-                    store,
-                    cache,
-                    from,
-                    end.next_multiple_of(PAGE).min(self.size),
-                    None,
-                    false,
-                );
+            // (a 128 KiB one took 2.5x as long here). Not cached (the cache holds whole
+            // blocks), so only where it fetches less than the block would: a small file is
+            // still fetched, and cached, whole.
+            let (from, pages_end) = (pos - pos % PAGE, end.next_multiple_of(PAGE).min(self.size));
+            let blocks_end = self.block_end(block_ceil(end) / BLOCK_SIZE);
+            if st.window == 0
+                && end - pos <= SMALL_READ
+                && pages_end - from < blocks_end - block_start
+            {
+                let data = self.spawn_get(store, cache, from, pages_end, None, false);
                 pieces.push(Piece::Pending {
                     data,
                     run_start: from,

@@ -303,6 +303,20 @@ async fn small_first_reads_fetch_their_pages_and_block_reads_fill_the_cache() {
     );
 }
 
+/// A small file read whole is fetched whole, and cached: a new handle's read needs no GET.
+#[tokio::test]
+async fn a_small_file_read_whole_is_cached() {
+    let data = pattern(10_000, 6);
+    let (store, core) = setup(&[("small", data.clone())]);
+    let a = core.lookup(ROOT_INO, OsStr::new("small")).await.unwrap();
+    for _ in 0..2 {
+        let (fh, _) = core.open(a.ino.0, false).await.unwrap();
+        assert_eq!(&core.read(fh, 0, 16_384).await.unwrap()[..], &data[..]);
+        core.release(fh);
+    }
+    assert_eq!(store.requests(StoreOp::GetRange), 1);
+}
+
 #[tokio::test]
 async fn sequential_reads_prefetch_ahead() {
     let data = pattern(16 << 20, 3);
